@@ -1,0 +1,77 @@
+/* collector.h -- shared declarations of the collector's parts:
+ * main.c (life cycle), server.c (HTTP routing and request bodies),
+ * ingest.c (body -> normalised events), writer.c (Redis writer threads). */
+#ifndef COLLECTOR_H
+#define COLLECTOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "ev.h"
+#include "met.h"
+#include "settings.h"
+
+struct collector_conf {
+	char *bind;
+	long long port;
+	long long threads;
+	long long max_connections;
+	long long max_body_bytes;
+	long long max_event_bytes;
+	long long max_depth;
+	long long max_events_per_request;
+	long long max_backlog;
+	long long retry_after_s;
+	CFG_FIELDS_COMMON;
+};
+
+/* ---- ingest.c ---- */
+enum ingest_format { FMT_JSON, FMT_NDJSON };
+
+/* Normalised events of one request, or the reasons they were refused. */
+struct ingest_result {
+	size_t n;
+	char **data;  /* n serialised canonical events (owned) */
+	size_t *lens;
+	char (*ids)[37];  /* event ids, for the reply */
+	int status;       /* 0 ok, else the HTTP status to answer */
+	char *error_json; /* body for the error reply (owned) */
+};
+int ingest_parse(const char *body, size_t len, enum ingest_format fmt, int64_t now_ms,
+                 const struct ev_limits *lim, size_t max_events, struct ingest_result *out);
+void ingest_result_free(struct ingest_result *r);
+
+/* ---- writer.c ---- */
+struct job {
+	struct MHD_Connection *conn;
+	struct ingest_result *events;
+	int status;          /* 0 = pending; 202 done; 503 failed */
+	char err[160];
+	struct job *next;
+};
+
+struct writer_stats {
+	struct met_series *redis_errors;
+	struct met_series *stream_len;
+	struct met_series *batch_events; /* histogram: events per pipelined batch */
+};
+
+int writer_start(const struct collector_conf *cf, struct writer_stats *st);
+/* Queue a job; the writer resumes job->conn when the job is done. */
+void writer_submit(struct job *j);
+/* Fast check before accepting work: 0 ok, else 503 reason written. */
+int writer_admit(char *why, size_t whylen);
+int writer_ready(void *ud, char *why, size_t whylen);
+void writer_stop(void); /* finishes queued jobs, then joins */
+
+/* ---- server.c ---- */
+int server_start(const struct collector_conf *cf, struct met_registry *reg, char *err,
+                 size_t errlen);
+void server_quiesce(void);
+void server_stop(void);
+
+#endif

@@ -1,0 +1,96 @@
+/* main.c -- the collector daemon: HTTP ingest of agent events into the Redis
+ * stream (see server.c for the HTTP side, ingest.c for validation, writer.c
+ * for Redis). Reads top to bottom: config, signals, listen, wait, drain, exit.
+ * The main thread only waits for a signal; work runs on libmicrohttpd's pool
+ * and the writer threads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collector.h"
+#include "http.h"
+#include "log.h"
+#include "sig.h"
+
+#define T struct collector_conf
+static const struct cfg_setting settings[] = {
+	{"collector.bind", CFG_STR, "127.0.0.1",
+	 "Listen address; a non-loopback address requires auth (not yet available: refused)",
+	 offsetof(T, bind), 0, -1},
+	{"collector.port", CFG_INT, "7070", "HTTP port (ingest, health, metrics)", offsetof(T, port), 1, 65535},
+	{"collector.threads", CFG_INT, "2", "HTTP worker threads (epoll, one per core is right)",
+	 offsetof(T, threads), 1, 64},
+	{"collector.max_connections", CFG_INT, "4096", "Concurrent HTTP connections",
+	 offsetof(T, max_connections), 1, 100000},
+	{"collector.max_body_bytes", CFG_INT, "1048576", "Largest request body (413 above)",
+	 offsetof(T, max_body_bytes), 1024, 1073741824},
+	{"collector.max_event_bytes", CFG_INT, "262144", "Largest single normalised event (413 above)",
+	 offsetof(T, max_event_bytes), 256, 16777216},
+	{"collector.max_depth", CFG_INT, "32", "Deepest JSON nesting inside an event",
+	 offsetof(T, max_depth), 2, 512},
+	{"collector.max_events_per_request", CFG_INT, "10000", "Most events in one bulk request",
+	 offsetof(T, max_events_per_request), 1, 1000000},
+	{"collector.max_backlog", CFG_INT, "2000000",
+	 "Answer 503 while the stream holds more entries than this", offsetof(T, max_backlog), 1, 1e12},
+	{"collector.retry_after_s", CFG_INT, "1", "Retry-After seconds on 503", offsetof(T, retry_after_s), 0, 3600},
+	CFG_ROWS_COMMON(T),
+};
+#undef T
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+int main(int argc, char **argv)
+{
+	struct collector_conf cf;
+	struct met_registry *reg = NULL;
+	const char *config_path = NULL;
+	char err[512];
+	enum log_level lvl;
+	int rc = 1;
+
+	memset(&cf, 0, sizeof cf);
+	int a = cfg_args(argc, argv, "collector: HTTP ingest of agent events into Redis Streams",
+	                 settings, N_SETTINGS, &config_path, NULL);
+	if (a != 0)
+		return a > 0 ? 0 : 2;
+	if (cfg_load(settings, N_SETTINGS, &cf, config_path, "collector.", err, sizeof err)) {
+		fprintf(stderr, "collector: configuration: %s\n", err);
+		return 2;
+	}
+	if (log_level_parse(cf.log_level, &lvl)) {
+		fprintf(stderr, "collector: configuration: log.level: unknown level \"%s\"\n", cf.log_level);
+		goto out;
+	}
+	log_init("collector", lvl);
+	if (!http_addr_is_loopback(cf.bind)) {
+		log_kv(LOG_ERROR, "refusing to listen on a non-loopback address without auth configured",
+		       "bind", cf.bind, "hint", "set collector.bind=127.0.0.1 (API keys arrive with the security work)",
+		       NULL);
+		goto out;
+	}
+	if (sig_install()) {
+		log_error("sigaction failed");
+		goto out;
+	}
+	reg = met_registry_new();
+	if (!reg || server_start(&cf, reg, err, sizeof err)) {
+		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);
+		goto out;
+	}
+	char port[16];
+	snprintf(port, sizeof port, "%lld", cf.port);
+	log_kv(LOG_INFO, "collector listening", "bind", cf.bind, "port", port, "stream", cf.stream, NULL);
+
+	while (!sig_stop)
+		sig_sleep_ms(1000);
+
+	log_info("shutting down: draining in-flight requests");
+	server_quiesce();
+	server_stop();
+	log_info("stopped");
+	rc = 0;
+out:
+	met_registry_free(reg);
+	cfg_free(settings, N_SETTINGS, &cf);
+	return rc;
+}

@@ -1,0 +1,338 @@
+/* server.c -- the collector's HTTP front: libmicrohttpd thread pool + epoll.
+ * Routes, Content-Type and size checks, body accumulation (bounded), then
+ * hands parsed events to the writer and suspends the request until Redis has
+ * them. Per-request state (struct req) is owned by the connection and freed
+ * in the completion callback. Runs on libmicrohttpd's worker threads. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "collector.h"
+#include "http.h"
+#include "log.h"
+
+enum route { R_EVENTS, R_OBS_EVENT, R_ADMIN, R_OTHER, R_COUNT };
+static const char *const route_names[R_COUNT] = {"/events", "/observability/event", "admin", "other"};
+
+struct req {
+	enum route route;
+	enum ingest_format fmt;
+	char *body;
+	size_t len, cap;
+	int too_large;
+	int code;
+	struct timespec start;
+	struct ingest_result events;
+	struct job job;
+	int submitted;
+};
+
+static const struct collector_conf *conf;
+static struct met_registry *reg;
+static struct MHD_Daemon *daemon_h;
+static struct ev_limits limits;
+static struct writer_stats wstats;
+static struct met_family *m_requests, *m_duration, *m_accepted, *m_rejected;
+static struct met_series *m_dur[R_COUNT], *m_acc;
+
+static double elapsed_s(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void reject(const char *reason, double n)
+{
+	met_inc(met_series(m_rejected, reason), n);
+}
+
+static enum MHD_Result error(struct req *rq, struct MHD_Connection *c, unsigned status,
+                             const char *reason, const char *field, const char *msg)
+{
+	rq->code = (int)status;
+	reject(reason, 1);
+	return http_reply_error(c, status, field, msg);
+}
+
+static enum MHD_Result unavailable(struct req *rq, struct MHD_Connection *c, const char *reason,
+                                   const char *msg)
+{
+	char ra[24];
+	rq->code = 503;
+	reject(reason, rq->events.n ? (double)rq->events.n : 1);
+	cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddNumberToObject(e, "status", 503);
+	cJSON_AddStringToObject(e, "message", msg);
+	char *s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	snprintf(ra, sizeof ra, "%lld", conf->retry_after_s);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	enum MHD_Result ret = MHD_queue_response(c, 503, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_queued(struct req *rq, struct MHD_Connection *c)
+{
+	rq->code = 202;
+	met_inc(m_acc, (double)rq->events.n);
+	if (rq->route == R_OBS_EVENT)
+		return http_reply_json(c, 202, "{\"status\":\"queued\"}");
+	/* {"status":"queued","ids":[...]} built by hand: this is the hot path. */
+	size_t cap = 32 + rq->events.n * 40;
+	char *s = malloc(cap);
+	if (!s)
+		return MHD_NO;
+	size_t off = (size_t)snprintf(s, cap, "{\"status\":\"queued\",\"ids\":[");
+	for (size_t i = 0; i < rq->events.n; i++)
+		off += (size_t)snprintf(s + off, cap - off, "%s\"%s\"", i ? "," : "", rq->events.ids[i]);
+	off += (size_t)snprintf(s + off, cap - off, "]}");
+	struct MHD_Response *r = MHD_create_response_from_buffer(off, s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, 202, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Content-Type -> format; -1 when unsupported. A missing type means JSON. */
+static int content_format(struct MHD_Connection *c, enum ingest_format *fmt)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!ct || !*ct) {
+		*fmt = FMT_JSON;
+		return 0;
+	}
+	size_t n = strcspn(ct, "; \t");
+	if ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
+	    (n == 10 && strncasecmp(ct, "text/plain", n) == 0)) {
+		*fmt = FMT_JSON;
+		return 0;
+	}
+	if ((n == 20 && strncasecmp(ct, "application/x-ndjson", n) == 0) ||
+	    (n == 20 && strncasecmp(ct, "application/jsonlines", n) == 0) ||
+	    (n == 19 && strncasecmp(ct, "application/x-jsonl", n) == 0)) {
+		*fmt = FMT_NDJSON;
+		return 0;
+	}
+	return -1;
+}
+
+static enum MHD_Result handle_post_done(struct req *rq, struct MHD_Connection *c)
+{
+	char why[192];
+	if (rq->submitted) {
+		/* resumed by the writer */
+		if (rq->job.status == 202)
+			return reply_queued(rq, c);
+		return unavailable(rq, c, "redis_unavailable", rq->job.err);
+	}
+	if (rq->too_large) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "body exceeds the %lld-byte limit", conf->max_body_bytes);
+		return error(rq, c, 413, "too_large", "", msg);
+	}
+	if (writer_admit(why, sizeof why))
+		return unavailable(rq, c, strstr(why, "backlog") ? "backlog" : "redis_unavailable", why);
+	if (rq->len == 0)
+		return error(rq, c, 400, "invalid", "", "empty body: send a JSON event, array or NDJSON");
+	if (ingest_parse(rq->body, rq->len, rq->fmt, ev_now_ms(), &limits,
+	                 (size_t)conf->max_events_per_request, &rq->events)) {
+		rq->code = rq->events.status;
+		reject(rq->events.status == 413 ? "too_large" : "invalid", 1);
+		return http_reply_json(c, (unsigned)rq->events.status,
+		                       rq->events.error_json ? rq->events.error_json : "{}");
+	}
+	free(rq->body);
+	rq->body = NULL;
+	rq->job.conn = c;
+	rq->job.events = &rq->events;
+	rq->job.status = 0;
+	rq->submitted = 1;
+	MHD_suspend_connection(c);
+	writer_submit(&rq->job);
+	return MHD_YES;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+	struct req *rq = *con_cls;
+	(void)cls;
+	(void)version;
+
+	if (!rq) {
+		rq = calloc(1, sizeof *rq);
+		if (!rq)
+			return MHD_NO;
+		clock_gettime(CLOCK_MONOTONIC, &rq->start);
+		*con_cls = rq;
+		if (strcmp(url, "/events") == 0)
+			rq->route = R_EVENTS;
+		else if (strcmp(url, "/observability/event") == 0 || strcmp(url, "/observability/events") == 0)
+			rq->route = R_OBS_EVENT;
+		else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+		         strcmp(url, "/metrics") == 0)
+			rq->route = R_ADMIN;
+		else
+			rq->route = R_OTHER;
+		if (rq->route == R_EVENTS || rq->route == R_OBS_EVENT) {
+			if (strcmp(method, "POST") != 0) {
+				rq->route = R_OTHER;
+				return error(rq, c, 405, "method", NULL, "use POST to send events");
+			}
+			if (content_format(c, &rq->fmt))
+				return error(rq, c, 415, "unsupported_type", "Content-Type",
+				             "use application/json or application/x-ndjson");
+			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+			                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+			if (cl && strtoll(cl, NULL, 10) > conf->max_body_bytes) {
+				char msg[128];
+				snprintf(msg, sizeof msg, "body exceeds the %lld-byte limit", conf->max_body_bytes);
+				return error(rq, c, 413, "too_large", "", msg);
+			}
+		}
+		return MHD_YES;
+	}
+
+	if (rq->route == R_ADMIN || rq->route == R_OTHER) {
+		enum MHD_Result ret;
+		if (*upload_size) {
+			*upload_size = 0;
+			return MHD_YES;
+		}
+		if (http_admin_route(c, method, url, reg, writer_ready, NULL, &ret)) {
+			rq->code = 200;
+			return ret;
+		}
+		rq->code = 404;
+		return http_reply_error(c, 404, NULL, "not found: POST /events, GET /healthz, /readyz, /metrics");
+	}
+
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (rq->too_large)
+			return MHD_YES;
+		if (rq->len + n > (size_t)conf->max_body_bytes) {
+			rq->too_large = 1;
+			free(rq->body);
+			rq->body = NULL;
+			rq->len = rq->cap = 0;
+			return MHD_YES;
+		}
+		if (rq->len + n > rq->cap) {
+			size_t cap = rq->cap ? rq->cap : 4096;
+			while (cap < rq->len + n)
+				cap *= 2;
+			char *b = realloc(rq->body, cap);
+			if (!b)
+				return MHD_NO;
+			rq->body = b;
+			rq->cap = cap;
+		}
+		memcpy(rq->body + rq->len, upload, n);
+		rq->len += n;
+		return MHD_YES;
+	}
+	return handle_post_done(rq, c);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+	char code[8];
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (!rq)
+		return;
+	snprintf(code, sizeof code, "%d", rq->code ? rq->code : 499);
+	met_inc(met_series(m_requests, route_names[rq->route], code), 1);
+	met_observe(m_dur[rq->route], elapsed_s(&rq->start));
+	ingest_result_free(&rq->events);
+	free(rq->body);
+	free(rq);
+	*con_cls = NULL;
+}
+
+int server_start(const struct collector_conf *cf, struct met_registry *r, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	conf = cf;
+	reg = r;
+	limits = ev_default_limits;
+	limits.max_event_bytes = (size_t)cf->max_event_bytes;
+	limits.max_depth = (int)cf->max_depth;
+
+	m_requests = met_counter(reg, "agent_obs_http_requests_total",
+	                         "HTTP requests by route and status code", "route,code");
+	m_duration = met_histogram(reg, "agent_obs_http_request_duration_seconds",
+	                           "HTTP request latency, first byte in to response queued", "route",
+	                           met_latency_buckets, met_latency_nbuckets);
+	m_accepted = met_counter(reg, "agent_obs_events_accepted_total",
+	                         "Events appended to the stream", NULL);
+	m_rejected = met_counter(reg, "agent_obs_events_rejected_total",
+	                         "Requests or events refused, by reason", "reason");
+	for (int i = 0; i < R_COUNT; i++)
+		m_dur[i] = met_series(m_duration, route_names[i]);
+	m_acc = met_series(m_accepted);
+	wstats.redis_errors = met_series(met_counter(reg, "agent_obs_redis_errors_total",
+	                                             "Redis connection or command failures", NULL));
+	wstats.stream_len = met_series(met_gauge(reg, "agent_obs_stream_length",
+	                                         "Entries in the event stream (sampled)", NULL));
+	static const double batch_b[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
+	wstats.batch_events = met_series(met_histogram(reg, "agent_obs_collector_pipeline_events",
+	                                               "Events per pipelined XADD round trip", NULL,
+	                                               batch_b, sizeof batch_b / sizeof batch_b[0]));
+	if (writer_start(cf, &wstats)) {
+		snprintf(err, errlen, "collector: cannot start writer threads");
+		return -1;
+	}
+	if (http_make_addr(cf->bind, (int)cf->port, &ss, &sl)) {
+		snprintf(err, errlen, "collector.bind: not an IP address: \"%s\"", cf->bind);
+		return -1;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+	                 MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_h = MHD_start_daemon(flags, (uint16_t)cf->port, NULL, NULL, handler, NULL,
+	                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cf->threads,
+	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cf->max_connections,
+	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+	                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+	                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+	                            MHD_OPTION_END);
+	if (!daemon_h) {
+		snprintf(err, errlen, "collector: cannot listen on %s:%lld (port in use?)", cf->bind, cf->port);
+		writer_stop();
+		return -1;
+	}
+	return 0;
+}
+
+void server_quiesce(void)
+{
+	if (daemon_h)
+		MHD_quiesce_daemon(daemon_h);
+}
+
+void server_stop(void)
+{
+	/* The writer finishes (and resumes) every queued request first. */
+	writer_stop();
+	if (daemon_h) {
+		MHD_stop_daemon(daemon_h);
+		daemon_h = NULL;
+	}
+}

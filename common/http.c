@@ -1,0 +1,194 @@
+/* http.c -- JSON replies, admin endpoints and the stand-alone admin server
+ * (see http.h). The admin server runs in libmicrohttpd's own polling thread;
+ * the ready callback and met_render run there, so both must be thread-safe. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+
+#include "met.h"
+
+enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *ctype,
+                           const char *body, size_t len)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const char *json)
+{
+	return http_reply(c, status, "application/json", json, strlen(json));
+}
+
+enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status, const char *field,
+                                 const char *message)
+{
+	cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+	cJSON_AddNumberToObject(e, "status", status);
+	if (field)
+		cJSON_AddStringToObject(e, "field", field);
+	cJSON_AddStringToObject(e, "message", message);
+	char *s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	enum MHD_Result ret = s ? http_reply_json(c, status, s) : MHD_NO;
+	free(s);
+	return ret;
+}
+
+int http_admin_route(struct MHD_Connection *c, const char *method, const char *url,
+                     struct met_registry *reg, http_ready_fn ready, void *ud,
+                     enum MHD_Result *ret)
+{
+	int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	if (strcmp(url, "/healthz") == 0) {
+		*ret = is_get ? http_reply_json(c, 200, "{\"status\":\"ok\"}")
+		              : http_reply_error(c, 405, NULL, "use GET");
+		return 1;
+	}
+	if (strcmp(url, "/readyz") == 0) {
+		char why[256] = "";
+		if (!is_get) {
+			*ret = http_reply_error(c, 405, NULL, "use GET");
+		} else if (!ready || ready(ud, why, sizeof why)) {
+			*ret = http_reply_json(c, 200, "{\"status\":\"ready\"}");
+		} else {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "status", "not ready");
+			cJSON_AddStringToObject(o, "reason", why);
+			char *s = cJSON_PrintUnformatted(o);
+			cJSON_Delete(o);
+			*ret = s ? http_reply_json(c, 503, s) : MHD_NO;
+			free(s);
+		}
+		return 1;
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		char *text = NULL;
+		size_t len = 0;
+		if (!is_get) {
+			*ret = http_reply_error(c, 405, NULL, "use GET");
+		} else if (met_render(reg, &text, &len) == 0) {
+			*ret = http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+		} else {
+			*ret = http_reply_error(c, 500, NULL, "rendering metrics failed");
+		}
+		free(text);
+		return 1;
+	}
+	return 0;
+}
+
+struct http_admin {
+	struct MHD_Daemon *d;
+	struct met_registry *reg;
+	http_ready_fn ready;
+	void *ud;
+};
+
+static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                     const char *method, const char *version,
+                                     const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct http_admin *a = cls;
+	enum MHD_Result ret;
+	(void)version;
+	(void)upload;
+	if (*upload_size) {
+		*upload_size = 0; /* admin endpoints take no body: discard */
+		return MHD_YES;
+	}
+	(void)con_cls;
+	if (http_admin_route(c, method, url, a->reg, a->ready, a->ud, &ret))
+		return ret;
+	return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz or /metrics");
+}
+
+int http_addr_is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (!addr)
+		return 0;
+	if (strcmp(addr, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+int http_make_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof *ss);
+	if (strcmp(addr, "localhost") == 0)
+		addr = "127.0.0.1";
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof *s4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *s6;
+		return 0;
+	}
+	return -1;
+}
+
+struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
+                                    http_ready_fn ready, void *ud, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (http_make_addr(addr, port, &ss, &sl)) {
+		snprintf(err, errlen, "admin server: bad bind address \"%s\"", addr);
+		return NULL;
+	}
+	struct http_admin *a = calloc(1, sizeof *a);
+	if (!a) {
+		snprintf(err, errlen, "admin server: out of memory");
+		return NULL;
+	}
+	a->reg = reg;
+	a->ready = ready;
+	a->ud = ud;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	a->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, admin_handler, a,
+	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	if (!a->d) {
+		snprintf(err, errlen, "admin server: cannot listen on %s:%d (port in use?)", addr, port);
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void http_admin_stop(struct http_admin *a)
+{
+	if (!a)
+		return;
+	MHD_stop_daemon(a->d);
+	free(a);
+}

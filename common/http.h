@@ -1,0 +1,39 @@
+/* http.h -- small HTTP helpers over libmicrohttpd: JSON replies and errors,
+ * the admin endpoints every daemon serves (/healthz, /readyz, /metrics), and
+ * a stand-alone admin server for daemons without their own HTTP port.
+ * Responses are built per call and freed after queueing; thread-safe. */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <microhttpd.h>
+
+struct met_registry;
+
+/* Returns 1 when the daemon can do useful work (dependencies reachable). */
+typedef int (*http_ready_fn)(void *ud, char *why, size_t whylen);
+
+enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *ctype,
+                           const char *body, size_t len);
+enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const char *json);
+/* {"error":{"status":S,"field":"...","message":"..."}}; field may be NULL. */
+enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status,
+                                 const char *field, const char *message);
+
+/* Answer /healthz, /readyz and /metrics (GET/HEAD). Returns 1 and sets *ret
+ * when the URL was one of them, else 0. */
+int http_admin_route(struct MHD_Connection *c, const char *method, const char *url,
+                     struct met_registry *reg, http_ready_fn ready, void *ud,
+                     enum MHD_Result *ret);
+
+struct http_admin;
+/* Start an admin-only server (internal polling thread) on addr:port. */
+struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
+                                    http_ready_fn ready, void *ud, char *err, size_t errlen);
+void http_admin_stop(struct http_admin *a); /* NULL is a no-op */
+
+/* 1 if addr is a loopback address (127.0.0.0/8, ::1, "localhost"). */
+int http_addr_is_loopback(const char *addr);
+/* Fill a sockaddr for addr:port (IPv4 or IPv6 literal, or localhost). */
+int http_make_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif

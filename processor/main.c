@@ -1,0 +1,519 @@
+/* main.c -- the processor daemon: consumer group "processor" on the event
+ * stream -> batched, idempotent writes to PostgreSQL -> XACK only after
+ * COMMIT. Reads top to bottom: config, connect, re-read own pending entries,
+ * consume loop (with periodic claim / trim / partition upkeep), drain, exit.
+ * Single-threaded except for the admin HTTP server (metrics, health). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "met.h"
+#include "processor.h"
+#include "rs.h"
+#include "sig.h"
+
+#define T struct processor_conf
+static const struct cfg_setting settings[] = {
+	{"processor.metrics_bind", CFG_STR, "127.0.0.1", "Admin HTTP address (/healthz /readyz /metrics)",
+	 offsetof(T, metrics_bind), 0, -1},
+	{"processor.metrics_port", CFG_INT, "7072", "Admin HTTP port", offsetof(T, metrics_port), 1, 65535},
+	{"pg.conninfo", CFG_STR, "host=127.0.0.1 port=5440 dbname=agent_obs user=agent_obs",
+	 "libpq connection string (password: use PGPASSWORD or a .pgpass file)", offsetof(T, pg_conninfo), 0, -1},
+	{"processor.group", CFG_STR, "processor", "Consumer group name", offsetof(T, group), 0, -1},
+	{"processor.consumer", CFG_STR, "", "Consumer name (empty: first free <hostname>-N)",
+	 offsetof(T, consumer), 0, -1},
+	{"processor.batch_max", CFG_INT, "2000", "Most events per PostgreSQL transaction",
+	 offsetof(T, batch_max), 1, 100000},
+	{"processor.batch_wait_ms", CFG_INT, "2", "How long a small batch waits for more events",
+	 offsetof(T, batch_wait_ms), 0, 10000},
+	{"processor.claim_idle_ms", CFG_INT, "30000", "Claim entries pending this long on dead consumers",
+	 offsetof(T, claim_idle_ms), 1000, 86400000},
+	{"processor.claim_interval_ms", CFG_INT, "5000", "How often to look for entries to claim",
+	 offsetof(T, claim_interval_ms), 100, 3600000},
+	{"processor.dead_stream", CFG_STR, "agent_events:dead", "Stream for entries that can never be stored",
+	 offsetof(T, dead_stream), 0, -1},
+	{"processor.trim_interval_ms", CFG_INT, "5000", "How often to trim acknowledged entries",
+	 offsetof(T, trim_interval_ms), 100, 3600000},
+	{"processor.stream_retain_ms", CFG_INT, "300000",
+	 "Keep entries at least this long after they are acknowledged (live replay)",
+	 offsetof(T, stream_retain_ms), 0, 86400000},
+	{"processor.partition_days_ahead", CFG_INT, "7", "Daily partitions created ahead of time",
+	 offsetof(T, partition_days_ahead), 1, 365},
+	CFG_ROWS_COMMON(T),
+};
+#undef T
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static struct processor_conf cf;
+static struct rs_conf rconf;
+static redisContext *rc;
+static struct store *db;
+static char consumer[256];
+static atomic_int redis_ok, pg_ok;
+
+static struct {
+	struct met_registry *reg;
+	struct met_series *stored, *duplicates, *batch, *emit_lat, *recv_lat, *db_errors,
+		*redis_errors, *pending, *lag, *trimmed, *missing;
+	struct met_family *dead, *by_type, *tool_lat;
+} m;
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int ready(void *ud, char *why, size_t whylen)
+{
+	(void)ud;
+	if (!atomic_load(&redis_ok)) {
+		snprintf(why, whylen, "redis unavailable");
+		return 0;
+	}
+	if (!atomic_load(&pg_ok)) {
+		snprintf(why, whylen, "postgres unavailable");
+		return 0;
+	}
+	return 1;
+}
+
+static void setup_metrics(void)
+{
+	struct met_registry *g = m.reg;
+	static const double batch_b[] = {1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
+	m.stored = met_series(met_counter(g, "agent_obs_processor_events_stored_total",
+	                                  "Events committed to PostgreSQL", NULL));
+	m.duplicates = met_series(met_counter(g, "agent_obs_processor_events_duplicate_total",
+	                                      "Redelivered or re-sent events already stored", NULL));
+	m.batch = met_series(met_histogram(g, "agent_obs_processor_batch_size",
+	                                   "Events per PostgreSQL transaction", NULL, batch_b,
+	                                   sizeof batch_b / sizeof batch_b[0]));
+	m.emit_lat = met_series(met_histogram(g, "agent_obs_processor_emit_to_stored_seconds",
+	                                      "Event timestamp to committed row", NULL,
+	                                      met_latency_buckets, met_latency_nbuckets));
+	m.recv_lat = met_series(met_histogram(g, "agent_obs_processor_received_to_stored_seconds",
+	                                      "Collector receipt to committed row", NULL,
+	                                      met_latency_buckets, met_latency_nbuckets));
+	m.db_errors = met_series(met_counter(g, "agent_obs_processor_db_errors_total",
+	                                     "PostgreSQL failures (each retried batch counts once)", NULL));
+	m.redis_errors = met_series(met_counter(g, "agent_obs_processor_redis_errors_total",
+	                                        "Redis failures", NULL));
+	m.pending = met_series(met_gauge(g, "agent_obs_processor_pending",
+	                                 "Entries delivered to the group but not yet acknowledged", NULL));
+	m.lag = met_series(met_gauge(g, "agent_obs_processor_lag",
+	                             "Entries in the stream not yet delivered to the group", NULL));
+	m.trimmed = met_series(met_counter(g, "agent_obs_processor_stream_trimmed_total",
+	                                   "Acknowledged entries trimmed from the stream", NULL));
+	m.missing = met_series(met_counter(g, "agent_obs_processor_entries_missing_total",
+	                                   "Pending entries already deleted from the stream", NULL));
+	m.dead = met_counter(g, "agent_obs_processor_dead_lettered_total",
+	                     "Entries moved to the dead-letter stream, by reason", "reason");
+	m.by_type = met_counter(g, "agent_obs_events_total",
+	                        "Stored events by event type and status", "event_type,status");
+	m.tool_lat = met_histogram(g, "agent_obs_tool_latency_seconds",
+	                           "Tool latency reported by events (latency_ms)", "tool",
+	                           met_latency_buckets, met_latency_nbuckets);
+}
+
+/* ---------- Redis connection ---------- */
+
+static int redis_connect(void)
+{
+	char err[256];
+	if (rc)
+		redisFree(rc);
+	atomic_store(&redis_ok, 0);
+	rc = rs_connect_retry(&rconf, &sig_stop);
+	if (!rc)
+		return -1;
+	if (rs_group_ensure(rc, cf.stream, cf.group, "0", err, sizeof err)) {
+		log_kv(LOG_ERROR, "cannot create consumer group", "error", err, NULL);
+		return -1;
+	}
+	atomic_store(&redis_ok, 1);
+	return 0;
+}
+
+static void redis_failed(const char *what, const char *err)
+{
+	met_inc(m.redis_errors, 1);
+	log_kv(LOG_WARN, what, "error", err, NULL);
+	if (rc && rc->err) {
+		redisFree(rc);
+		rc = NULL;
+		atomic_store(&redis_ok, 0);
+	}
+}
+
+/* ---------- storing a batch ---------- */
+
+static int dead_letter(const struct rs_entry *e, const char *reason, const char *detail)
+{
+	const char *argv[9] = {"XADD", cf.dead_stream, "*", "e", e->data, "reason", detail,
+	                       "source_id", e->id};
+	size_t argl[9] = {4, strlen(cf.dead_stream), 1, 1, e->len, 6, strlen(detail), 9, strlen(e->id)};
+	redisReply *r = redisCommandArgv(rc, 9, argv, argl);
+	int ok = r && r->type == REDIS_REPLY_STRING;
+	if (r)
+		freeReplyObject(r);
+	if (!ok)
+		return -1;
+	met_inc(met_series(m.dead, reason), 1);
+	log_kv(LOG_WARN, "entry dead-lettered", "stream_id", e->id, "reason", reason, "detail", detail, NULL);
+	return 0;
+}
+
+/* Store rows[0..n) or dead-letter the ones PostgreSQL refuses; marks done[]
+ * for each entry that may be acknowledged. -1 when stopping mid-retry. */
+static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **ents, size_t n,
+                      int *done)
+{
+	char err[512];
+	long backoff = 100;
+	long long inserted;
+	for (;;) {
+		enum store_result res = store_write(db, rows, ids, n, &inserted, err, sizeof err);
+		if (res == STORE_OK) {
+			atomic_store(&pg_ok, 1);
+			int64_t now = ev_now_ms();
+			met_inc(m.stored, (double)inserted);
+			met_inc(m.duplicates, (double)((long long)n - inserted));
+			met_observe(m.batch, (double)n);
+			for (size_t i = 0; i < n; i++) {
+				done[i] = 1;
+				met_observe(m.emit_lat, (double)(now - rows[i]->ts_ms) / 1000.0);
+				met_observe(m.recv_lat, (double)(now - rows[i]->received_ms) / 1000.0);
+				met_inc(met_series(m.by_type, rows[i]->event_type,
+				                   rows[i]->status ? rows[i]->status : ""), 1);
+				if (rows[i]->has_latency && rows[i]->tool)
+					met_observe(met_series(m.tool_lat, rows[i]->tool), rows[i]->latency_ms / 1000.0);
+			}
+			return 0;
+		}
+		met_inc(m.db_errors, 1);
+		if (res == STORE_DATA) {
+			if (n == 1) {
+				if (dead_letter(ents[0], "db_rejected", err) == 0)
+					done[0] = 1;
+				return 0;
+			}
+			size_t h = n / 2;
+			if (store_rows(rows, ids, ents, h, done))
+				return -1;
+			return store_rows(rows + h, ids + h, ents + h, n - h, done + h);
+		}
+		atomic_store(&pg_ok, 0);
+		log_kv(LOG_WARN, "postgres write failed, will retry (nothing acknowledged)", "error", err, NULL);
+		if (sig_stop)
+			return -1;
+		sig_sleep_ms(backoff);
+		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+}
+
+/* Parse, store and acknowledge one batch. -1 on Redis failure or stop. */
+static int process(struct rs_batch *b)
+{
+	char err[256];
+	int rcode = -1;
+	size_t n = b->n, nrows = 0, nack = 0;
+	struct ev_row *rowv = calloc(n, sizeof *rowv);
+	struct ev_row **rows = calloc(n, sizeof *rows);
+	const char **ids = calloc(n, sizeof *ids);
+	struct rs_entry **ents = calloc(n, sizeof *ents);
+	const char **acks = calloc(n, sizeof *acks);
+	int *done = calloc(n, sizeof *done);
+	if (!rowv || !rows || !ids || !ents || !acks || !done) {
+		log_error("process batch: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rs_entry *e = &b->v[i];
+		struct ev_error ee;
+		if (!e->data) {
+			met_inc(m.missing, 1);
+			log_kv(LOG_WARN, "pending entry no longer in the stream (trimmed or deleted)",
+			       "stream_id", e->id, NULL);
+			acks[nack++] = e->id;
+			continue;
+		}
+		if (ev_row_parse(e->data, e->len, &rowv[nrows], &ee)) {
+			char detail[320];
+			snprintf(detail, sizeof detail, "%s: %s", ee.field, ee.problem);
+			if (dead_letter(e, "invalid_event", detail) == 0)
+				acks[nack++] = e->id;
+			continue;
+		}
+		rows[nrows] = &rowv[nrows];
+		ids[nrows] = e->id;
+		ents[nrows] = e;
+		nrows++;
+	}
+	if (nrows && store_rows(rows, ids, ents, nrows, done))
+		goto out;
+	for (size_t i = 0; i < nrows; i++)
+		if (done[i])
+			acks[nack++] = ids[i];
+	if (nack && rs_ack(rc, cf.stream, cf.group, acks, nack, err, sizeof err)) {
+		redis_failed("XACK failed; entries will be redelivered (writes are idempotent)", err);
+		goto out;
+	}
+	rcode = 0;
+out:
+	for (size_t i = 0; i < nrows; i++)
+		ev_row_free(&rowv[i]);
+	free(rowv);
+	free(rows);
+	free(ids);
+	free(ents);
+	free(acks);
+	free(done);
+	return rcode;
+}
+
+/* ---------- upkeep ---------- */
+
+static void claim(void)
+{
+	char next[48] = "0-0", err[256];
+	struct rs_batch b = {0};
+	for (int rounds = 0; rounds < 100 && !sig_stop; rounds++) {
+		char start[48];
+		snprintf(start, sizeof start, "%s", next);
+		rs_batch_clear(&b);
+		if (rs_autoclaim(rc, cf.stream, cf.group, consumer, cf.claim_idle_ms, start,
+		                 (long)cf.batch_max, next, &b, err, sizeof err) < 0) {
+			redis_failed("XAUTOCLAIM failed", err);
+			break;
+		}
+		if (b.n) {
+			char cnt[24];
+			snprintf(cnt, sizeof cnt, "%zu", b.n);
+			log_kv(LOG_INFO, "claimed entries idle on another consumer", "count", cnt, NULL);
+			if (process(&b))
+				break;
+		}
+		if (strcmp(next, "0-0") == 0)
+			break;
+	}
+	rs_batch_free(&b);
+}
+
+static void trim_and_measure(void)
+{
+	char err[256], floor_s[48];
+	struct rs_id floor, keep;
+	int has;
+	if (rs_trim_floor(rc, cf.stream, &floor, &has, err, sizeof err)) {
+		redis_failed("trim floor failed", err);
+		return;
+	}
+	if (has) {
+		int64_t now = ev_now_ms();
+		keep.ms = (uint64_t)(now > cf.stream_retain_ms ? now - cf.stream_retain_ms : 0);
+		keep.seq = 0;
+		if (rs_id_cmp(keep, floor) < 0)
+			floor = keep;
+		rs_id_format(floor, floor_s);
+		long long trimmed;
+		if (rs_int(rc, &trimmed, err, sizeof err, "XTRIM %s MINID ~ %s", cf.stream, floor_s) == 0)
+			met_inc(m.trimmed, (double)trimmed);
+		else
+			redis_failed("XTRIM failed", err);
+	}
+	if (!rc)
+		return;
+	redisReply *r = redisCommand(rc, "XPENDING %s %s", cf.stream, cf.group);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER)
+		met_set(m.pending, (double)r->element[0]->integer);
+	if (r)
+		freeReplyObject(r);
+	r = redisCommand(rc, "XINFO GROUPS %s", cf.stream);
+	for (size_t g = 0; r && r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {
+		const redisReply *info = r->element[g];
+		int mine = 0;
+		for (size_t i = 0; i + 1 < info->elements; i += 2) {
+			const redisReply *k = info->element[i], *v = info->element[i + 1];
+			if (k->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+				mine = strcmp(v->str, cf.group) == 0;
+			if (mine && strcmp(k->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+				met_set(m.lag, (double)v->integer);
+		}
+	}
+	if (r)
+		freeReplyObject(r);
+}
+
+/* ---------- the consume loop ---------- */
+
+static void consume(void)
+{
+	struct rs_batch b = {0};
+	char err[256];
+	int pending_phase = 1;
+	int64_t next_claim = 0, next_trim = 0, next_lease = 0, next_parts = 0;
+
+	while (!sig_stop) {
+		if (!rc) {
+			if (redis_connect())
+				break;
+			if (lock_refresh(rc, cf.group, consumer))
+				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
+			pending_phase = 1;
+		}
+		int64_t now = mono_ms();
+		if (now >= next_lease) {
+			lock_refresh(rc, cf.group, consumer);
+			next_lease = now + 10000;
+		}
+		if (now >= next_parts) {
+			if (store_connect(db, err, sizeof err) ||
+			    store_ensure_partitions(db, (int)cf.partition_days_ahead, err, sizeof err)) {
+				atomic_store(&pg_ok, 0);
+				log_kv(LOG_WARN, "partition upkeep failed; will retry", "error", err, NULL);
+				next_parts = now + 5000;
+			} else {
+				atomic_store(&pg_ok, 1);
+				next_parts = now + 3600 * 1000;
+			}
+		}
+		if (!pending_phase && now >= next_claim) {
+			claim();
+			next_claim = now + cf.claim_interval_ms;
+			if (!rc)
+				continue;
+		}
+		if (now >= next_trim) {
+			trim_and_measure();
+			next_trim = now + cf.trim_interval_ms;
+			if (!rc)
+				continue;
+		}
+
+		rs_batch_clear(&b);
+		int got;
+		if (pending_phase) {
+			/* Our own entries delivered before a crash: read them all first. */
+			got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", (long)cf.batch_max, -1,
+			                   &b, err, sizeof err);
+			if (got == 0) {
+				pending_phase = 0;
+				continue;
+			}
+		} else {
+			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", (long)cf.batch_max, 1000,
+			                   &b, err, sizeof err);
+			int64_t deadline = mono_ms() + cf.batch_wait_ms;
+			while (got > 0 && (long long)b.n < cf.batch_max && cf.batch_wait_ms > 0) {
+				int64_t left = deadline - mono_ms();
+				if (left <= 0)
+					break;
+				int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">",
+				                        (long)(cf.batch_max - (long long)b.n), (long)left, &b, err,
+				                        sizeof err);
+				if (more <= 0) {
+					if (more < 0)
+						got = -1;
+					break;
+				}
+			}
+		}
+		if (got < 0) {
+			if (strstr(err, "NOGROUP") && rc && !rc->err) {
+				log_kv(LOG_WARN, "consumer group missing (stream deleted?); recreating", NULL);
+				rs_group_ensure(rc, cf.stream, cf.group, "0", err, sizeof err);
+			} else {
+				redis_failed("XREADGROUP failed", err);
+			}
+			if (b.n == 0)
+				continue;
+		}
+		if (b.n && process(&b) == 0)
+			continue;
+		if (rc && rc->err)
+			redis_failed("redis connection lost", rc->errstr);
+	}
+	rs_batch_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	struct http_admin *admin = NULL;
+	char err[512];
+	enum log_level lvl;
+	int code = 1;
+
+	int a = cfg_args(argc, argv, "processor: Redis stream consumer group -> PostgreSQL",
+	                 settings, N_SETTINGS, &config_path, NULL);
+	if (a != 0)
+		return a > 0 ? 0 : 2;
+	if (cfg_load(settings, N_SETTINGS, &cf, config_path, "processor.", err, sizeof err)) {
+		fprintf(stderr, "processor: configuration: %s\n", err);
+		return 2;
+	}
+	if (log_level_parse(cf.log_level, &lvl)) {
+		fprintf(stderr, "processor: configuration: log.level: unknown level \"%s\"\n", cf.log_level);
+		goto out;
+	}
+	log_init("processor", lvl);
+	if (!http_addr_is_loopback(cf.metrics_bind)) {
+		log_kv(LOG_ERROR, "refusing to listen on a non-loopback address without auth configured",
+		       "bind", cf.metrics_bind, NULL);
+		goto out;
+	}
+	if (sig_install()) {
+		log_error("sigaction failed");
+		goto out;
+	}
+	rconf.host = cf.redis_host;
+	rconf.port = (int)cf.redis_port;
+	rconf.password = cf.redis_password;
+	rconf.timeout_ms = (int)cf.redis_timeout_ms;
+
+	m.reg = met_registry_new();
+	db = store_new(cf.pg_conninfo);
+	if (!m.reg || !db) {
+		log_error("start: out of memory");
+		goto out;
+	}
+	setup_metrics();
+	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, err, sizeof err);
+	if (!admin) {
+		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
+		goto out;
+	}
+	if (redis_connect())
+		goto stopped;
+	if (lock_acquire(rc, cf.group, cf.consumer, consumer, sizeof consumer, err, sizeof err)) {
+		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
+		goto out;
+	}
+	log_kv(LOG_INFO, "processor consuming", "stream", cf.stream, "group", cf.group, "consumer",
+	       consumer, NULL);
+
+	consume();
+
+	if (rc)
+		lock_release(rc, cf.group, consumer);
+stopped:
+	log_info("stopped");
+	code = 0;
+out:
+	http_admin_stop(admin);
+	if (rc)
+		redisFree(rc);
+	store_free(db);
+	met_registry_free(m.reg);
+	cfg_free(settings, N_SETTINGS, &cf);
+	return code;
+}

@@ -1,0 +1,59 @@
+/* processor.h -- shared declarations of the processor's parts: main.c (life
+ * cycle and the consume loop), store.c (PostgreSQL writes), lock.c (the
+ * consumer-name lease in Redis). Everything runs on the main thread except
+ * the admin HTTP server, which only reads metrics and the ready flag. */
+#ifndef PROCESSOR_H
+#define PROCESSOR_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "ev.h"
+#include "settings.h"
+
+struct processor_conf {
+	char *metrics_bind;
+	long long metrics_port;
+	char *pg_conninfo;
+	char *group;
+	char *consumer;
+	long long batch_max;
+	long long batch_wait_ms;
+	long long claim_idle_ms;
+	long long claim_interval_ms;
+	char *dead_stream;
+	long long trim_interval_ms;
+	long long stream_retain_ms;
+	long long partition_days_ahead;
+	CFG_FIELDS_COMMON;
+};
+
+/* ---- store.c ---- */
+enum store_result { STORE_OK = 0, STORE_RETRY = 1, STORE_DATA = 2 };
+
+struct store;
+struct store *store_new(const char *conninfo);
+void store_free(struct store *s); /* NULL is a no-op */
+/* (Re)connect if needed; 0 / -1 with err. */
+int store_connect(struct store *s, char *err, size_t errlen);
+int store_connected(const struct store *s);
+/* Make sure partitions exist from yesterday to days_ahead (UTC). */
+int store_ensure_partitions(struct store *s, int days_ahead, char *err, size_t errlen);
+/* Insert rows (with their stream ids) in one transaction, idempotently.
+ * *inserted receives the number of new rows. STORE_RETRY: connection or
+ * transient failure (nothing committed); STORE_DATA: a row was refused. */
+enum store_result store_write(struct store *s, struct ev_row *const *rows,
+                              const char *const *stream_ids, size_t n, long long *inserted,
+                              char *err, size_t errlen);
+
+/* ---- lock.c ---- */
+/* Take the lease on a consumer name. With `wanted` empty, picks the first
+ * free "<hostname>-<n>". Writes the name into out. 0 / -1 with err. */
+int lock_acquire(redisContext *c, const char *group, const char *wanted, char *out,
+                 size_t outlen, char *err, size_t errlen);
+int lock_refresh(redisContext *c, const char *group, const char *name);
+void lock_release(redisContext *c, const char *group, const char *name);
+
+#endif
