@@ -192,7 +192,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 				             "use application/json or application/x-ndjson");
 			const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 			                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
-			if (cl && strtoll(cl, NULL, 10) > conf->max_body_bytes) {
+			/* Too big: refuse before the body when the client waits for
+			 * 100-continue or the body is huge; otherwise read and discard it
+			 * so the client gets a clean 413 instead of a reset. */
+			long long clen = cl ? strtoll(cl, NULL, 10) : 0;
+			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+			if (clen > conf->max_body_bytes)
+				rq->too_large = 1;
+			if (clen > conf->max_body_bytes &&
+			    ((expect && strcasecmp(expect, "100-continue") == 0) || clen > 16 * conf->max_body_bytes)) {
 				char msg[128];
 				snprintf(msg, sizeof msg, "body exceeds the %lld-byte limit", conf->max_body_bytes);
 				return error(rq, c, 413, "too_large", "", msg);

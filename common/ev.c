@@ -14,7 +14,7 @@
 
 const struct ev_limits ev_default_limits = {
 	.max_depth = 32,
-	.max_string = 64 * 1024,
+	.max_string = 192 * 1024,
 	.max_members = 1000,
 	.max_array = 10000,
 	.max_event_bytes = 256 * 1024,

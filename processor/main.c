@@ -155,10 +155,11 @@ static void redis_failed(const char *what, const char *err)
 
 static int dead_letter(const struct rs_entry *e, const char *reason, const char *detail)
 {
-	const char *argv[9] = {"XADD", cf.dead_stream, "*", "e", e->data, "reason", detail,
-	                       "source_id", e->id};
-	size_t argl[9] = {4, strlen(cf.dead_stream), 1, 1, e->len, 6, strlen(detail), 9, strlen(e->id)};
-	redisReply *r = redisCommandArgv(rc, 9, argv, argl);
+	const char *argv[11] = {"XADD", cf.dead_stream, "*", "e", e->data, "reason", reason,
+	                        "detail", detail, "source_id", e->id};
+	size_t argl[11] = {4, strlen(cf.dead_stream), 1, 1, e->len, 6, strlen(reason), 6,
+	                   strlen(detail), 9, strlen(e->id)};
+	redisReply *r = redisCommandArgv(rc, 11, argv, argl);
 	int ok = r && r->type == REDIS_REPLY_STRING;
 	if (r)
 		freeReplyObject(r);
