@@ -37,6 +37,7 @@ static struct ev_limits limits;
 static struct writer_stats wstats;
 static struct met_family *m_requests, *m_duration, *m_accepted, *m_rejected;
 static struct met_series *m_dur[R_COUNT], *m_acc;
+static atomic_int in_flight; /* requests begun and not yet completed */
 
 static double elapsed_s(const struct timespec *t0)
 {
@@ -173,6 +174,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return MHD_NO;
 		clock_gettime(CLOCK_MONOTONIC, &rq->start);
 		*con_cls = rq;
+		atomic_fetch_add(&in_flight, 1);
 		if (strcmp(url, "/events") == 0)
 			rq->route = R_EVENTS;
 		else if (strcmp(url, "/observability/event") == 0 || strcmp(url, "/observability/events") == 0)
@@ -269,6 +271,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	free(rq->body);
 	free(rq);
 	*con_cls = NULL;
+	atomic_fetch_sub(&in_flight, 1);
 }
 
 int server_start(const struct collector_conf *cf, struct met_registry *r, char *err, size_t errlen)
@@ -339,6 +342,11 @@ void server_stop(void)
 {
 	/* The writer finishes (and resumes) every queued request first. */
 	writer_stop();
+	/* Let resumed requests send their answers before connections close. */
+	for (int i = 0; i < 500 && atomic_load(&in_flight) > 0; i++) {
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	if (daemon_h) {
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;

@@ -1,0 +1,177 @@
+"""Faults: nothing acknowledged to a client is lost, nothing is stored twice.
+kill -9 of the processor mid-load, PostgreSQL stopped for 10 s under load,
+Redis killed and restarted from its AOF, back-pressure while Redis is away,
+graceful collector shutdown with requests in flight."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+from harness import BUILD, KeepAlive, Stack, free_port, request, wait_for
+
+
+def setup():
+    st = Stack("faults")
+    st.start_redis()
+    st.start_pg()
+    st.start("processor", OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    st.start("collector")
+    return st
+
+
+def teardown(st):
+    st.close()
+
+
+class Loader(threading.Thread):
+    """Posts `total` events in bulk requests of `per`, retrying on 503 like a
+    real client, and remembers every id the collector acknowledged (202)."""
+
+    def __init__(self, st, session, total, per=100, pause=0.0):
+        super().__init__(daemon=True)
+        self.st, self.session, self.total, self.per, self.pause = st, session, total, per, pause
+        self.acked = []
+        self.sent = set()
+        self.refused = 0
+        self.error = None
+
+    def run(self):
+        try:
+            c = KeepAlive(self.st.collector_port)
+            sent = 0
+            while sent < self.total:
+                n = min(self.per, self.total - sent)
+                evs = [{"id": str(uuid.uuid4()), "event_type": "PostToolUse", "session_id": self.session,
+                        "tool": "Bash", "payload": {"n": sent + i}} for i in range(n)]
+                body = json.dumps(evs)
+                self.sent.update(e["id"] for e in evs)
+                while True:
+                    try:
+                        status, resp = c.post(body)
+                    except OSError:
+                        c.close()
+                        time.sleep(0.05)
+                        c = KeepAlive(self.st.collector_port)
+                        continue
+                    if status == 202:
+                        assert resp["ids"] == [e["id"] for e in evs]
+                        self.acked.extend(resp["ids"])
+                        break
+                    assert status == 503, (status, resp)
+                    self.refused += 1
+                    time.sleep(0.05)
+                sent += n
+                if self.pause:
+                    time.sleep(self.pause)
+            c.close()
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
+def assert_exactly_once(st, session, acked):
+    want = len(acked)
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id=:'p1'", session)) >= want,
+             60, interval=0.2, what="%d rows for %s" % (want, session))
+    time.sleep(0.5)
+    total, distinct = st.sql("SELECT count(*), count(DISTINCT id) FROM agent_events WHERE session_id=:'p1'",
+                             session)[0]
+    assert int(total) == want and int(distinct) == want, (total, distinct, want)
+    stored = {r[0] for r in st.sql("SELECT id FROM agent_events WHERE session_id=:'p1'", session)}
+    assert stored == set(acked)
+
+
+def test_kill9_processor_midload_loses_nothing_stores_once(st):
+    load = Loader(st, "kill9", 20000, per=100)
+    load.start()
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='kill9'")) > 3000,
+             30, what="load under way")
+    st.kill("processor", signal.SIGKILL)
+    before = int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='kill9'"))
+    time.sleep(0.5)
+    st.start("processor", OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    load.join(120)
+    assert load.error is None, load.error
+    assert len(load.acked) == 20000
+    assert before < 20000, "kill happened after the load finished"
+    assert_exactly_once(st, "kill9", load.acked)
+
+
+def test_postgres_down_10s_under_load_loses_nothing(st):
+    load = Loader(st, "pgdown", 6000, per=50, pause=0.05)
+    load.start()
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='pgdown'")) > 200,
+             30, what="load under way")
+    st.stop_pg()
+    time.sleep(1)
+    st_code, _, body = request(st.processor_port, "GET", "/readyz")
+    assert st_code == 503 and "postgres" in body["reason"], (st_code, body)
+    time.sleep(9)
+    st.start_pg(migrate=False)
+    load.join(120)
+    assert load.error is None, load.error
+    assert_exactly_once(st, "pgdown", load.acked)
+    wait_for(lambda: request(st.processor_port, "GET", "/readyz")[0] == 200, 10, what="ready again")
+
+
+def test_redis_kill9_and_aof_restart_keeps_acknowledged_events(st):
+    load = Loader(st, "redis-aof", 3000, per=100)
+    load.run()  # synchronously: every event acknowledged before the crash
+    assert load.error is None and len(load.acked) == 3000
+    time.sleep(1.5)  # appendfsync everysec: past the one-second window
+    pid = int(open(st.dir + "/redis/redis.pid").read())
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    # while Redis is away the collector refuses instead of accepting
+    status, hdrs, body = st.post({"event_type": "Stop", "session_id": "redis-aof-refused"})
+    assert status == 503 and hdrs.get("retry-after") == "1", (status, hdrs, body)
+    assert "redis" in body["error"]["message"]
+    st.start_redis()
+    wait_for(lambda: st.post({"event_type": "Stop", "session_id": "redis-aof-after"})[0] == 202, 10,
+             what="collector accepting again")
+    assert_exactly_once(st, "redis-aof", load.acked)
+    assert st.scalar("SELECT count(*) FROM agent_events WHERE session_id='redis-aof-refused'") == "0"
+
+
+def test_backlog_limit_answers_503(st):
+    # A collector with a tiny backlog limit: the stream already holds entries.
+    port = free_port()
+    log = open(os.path.join(st.dir, "collector-small.log"), "ab")
+    p = subprocess.Popen([os.path.join(BUILD, "collector")], stdout=log, stderr=log,
+                         env=st.env(OBS_COLLECTOR_PORT=port, OBS_COLLECTOR_MAX_BACKLOG=1))
+    try:
+        st.redis("XADD", "agent_events", "*", "e", "{}")
+        st.redis("XGROUP", "CREATE", "agent_events", "stuck", "0")  # keeps entries from being trimmed
+        st.redis("XADD", "agent_events", "*", "e", "{}")
+        wait_for(lambda: request(port, "GET", "/readyz")[0] == 503, 5, what="backlog noticed")
+        status, hdrs, body = request(port, "POST", "/events", json.dumps({"event_type": "Stop"}),
+                                     {"Content-Type": "application/json"})
+        assert status == 503 and "backlog" in body["error"]["message"] and hdrs["retry-after"] == "1"
+    finally:
+        st.redis("XGROUP", "DESTROY", "agent_events", "stuck")
+        p.terminate()
+        p.wait(10)
+
+
+def test_collector_sigterm_drains_in_flight_requests(st):
+    load = Loader(st, "drain", 100000, per=100)
+    load.start()
+    wait_for(lambda: len(load.acked) > 2000, 30, what="load under way")
+    code = st.kill("collector", signal.SIGTERM)
+    assert code == 0, code
+    load.total = 0  # stop the loader: it sees connection errors now
+    load.join(5)
+    acked = set(load.acked)
+    st.start("collector")
+    # every acknowledged event is stored once; an event whose answer was cut
+    # off may be stored too (the client would retry it with the same id)
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='drain'")) >= len(acked),
+             30, what="acked rows")
+    time.sleep(0.5)
+    rows = [r[0] for r in st.sql("SELECT id FROM agent_events WHERE session_id='drain'")]
+    assert len(rows) == len(set(rows)), "duplicates"
+    assert acked <= set(rows), len(acked - set(rows))
+    assert set(rows) <= load.sent
+    assert len(rows) - len(acked) <= 100, (len(rows), len(acked))
