@@ -25,6 +25,7 @@ struct collector_conf {
 	long long max_depth;
 	long long max_events_per_request;
 	long long max_backlog;
+	char *backlog_group;
 	long long retry_after_s;
 	CFG_FIELDS_COMMON;
 };
@@ -56,7 +57,7 @@ struct job {
 
 struct writer_stats {
 	struct met_series *redis_errors;
-	struct met_series *stream_len;
+	struct met_series *stream_len; /* gauge: unprocessed events (backlog) */
 	struct met_series *batch_events; /* histogram: events per pipelined batch */
 };
 

@@ -32,7 +32,9 @@ static const struct cfg_setting settings[] = {
 	{"collector.max_events_per_request", CFG_INT, "10000", "Most events in one bulk request",
 	 offsetof(T, max_events_per_request), 1, 1000000},
 	{"collector.max_backlog", CFG_INT, "2000000",
-	 "Answer 503 while the stream holds more entries than this", offsetof(T, max_backlog), 1, 1e12},
+	 "Answer 503 while more events than this wait for the processor", offsetof(T, max_backlog), 1, 1e12},
+	{"collector.backlog_group", CFG_STR, "processor",
+	 "Consumer group whose lag + pending is the backlog", offsetof(T, backlog_group), 0, -1},
 	{"collector.retry_after_s", CFG_INT, "1", "Retry-After seconds on 503", offsetof(T, retry_after_s), 0, 3600},
 	CFG_ROWS_COMMON(T),
 };

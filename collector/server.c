@@ -298,8 +298,8 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, char *
 	m_acc = met_series(m_accepted);
 	wstats.redis_errors = met_series(met_counter(reg, "agent_obs_redis_errors_total",
 	                                             "Redis connection or command failures", NULL));
-	wstats.stream_len = met_series(met_gauge(reg, "agent_obs_stream_length",
-	                                         "Entries in the event stream (sampled)", NULL));
+	wstats.stream_len = met_series(met_gauge(reg, "agent_obs_stream_backlog",
+	                                         "Events in the stream not yet stored by the processor (sampled)", NULL));
 	static const double batch_b[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
 	wstats.batch_events = met_series(met_histogram(reg, "agent_obs_collector_pipeline_events",
 	                                               "Events per pipelined XADD round trip", NULL,

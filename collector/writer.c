@@ -39,7 +39,7 @@ int writer_admit(char *why, size_t whylen)
 		return -1;
 	}
 	if (atomic_load(&backlog_over)) {
-		snprintf(why, whylen, "stream backlog of %lld entries exceeds the limit of %lld; retry later",
+		snprintf(why, whylen, "backlog of %lld unprocessed events exceeds the limit of %lld; retry later",
 		         atomic_load(&stream_len), conf->max_backlog);
 		return -1;
 	}
@@ -192,6 +192,48 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Entries the processor group has not finished: its lag (not yet delivered)
+ * plus its pending entries. Acknowledged entries kept in the stream for live
+ * replay do not count. Falls back to XLEN when the group does not exist yet
+ * or Redis cannot tell the lag. */
+static int backlog_of(redisContext *c, long long *out, char *err, size_t errlen)
+{
+	redisReply *r = redisCommand(c, "XINFO GROUPS %s", conf->stream);
+	int found = 0;
+	long long lag = -1, pending = 0;
+	if (!r) {
+		snprintf(err, errlen, "redis XINFO: %s", c->errstr);
+		return -1;
+	}
+	for (size_t g = 0; r->type == REDIS_REPLY_ARRAY && g < r->elements; g++) {
+		const redisReply *info = r->element[g];
+		int mine = 0;
+		long long glag = -1, gpend = 0;
+		for (size_t i = 0; info->type == REDIS_REPLY_ARRAY && i + 1 < info->elements; i += 2) {
+			const redisReply *k = info->element[i], *v = info->element[i + 1];
+			if (k->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+				mine = strcmp(v->str, conf->backlog_group) == 0;
+			else if (strcmp(k->str, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+				glag = v->integer;
+			else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+				gpend = v->integer;
+		}
+		if (mine) {
+			found = 1;
+			lag = glag;
+			pending = gpend;
+		}
+	}
+	freeReplyObject(r);
+	if (found && lag >= 0) {
+		*out = lag + pending;
+		return 0;
+	}
+	return rs_int(c, out, err, errlen, "XLEN %s", conf->stream);
+}
+
 static void *monitor_main(void *arg)
 {
 	redisContext *c = NULL;
@@ -202,7 +244,7 @@ static void *monitor_main(void *arg)
 			c = rs_connect(&rconf, err, sizeof err);
 		if (c) {
 			long long len;
-			if (rs_int(c, &len, err, sizeof err, "XLEN %s", conf->stream) == 0) {
+			if (backlog_of(c, &len, err, sizeof err) == 0) {
 				atomic_store(&stream_len, len);
 				atomic_store(&backlog_over, len > conf->max_backlog);
 				atomic_store(&redis_up, 1);

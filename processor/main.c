@@ -38,7 +38,7 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, dead_stream), 0, -1},
 	{"processor.trim_interval_ms", CFG_INT, "5000", "How often to trim acknowledged entries",
 	 offsetof(T, trim_interval_ms), 100, 3600000},
-	{"processor.stream_retain_ms", CFG_INT, "300000",
+	{"processor.stream_retain_ms", CFG_INT, "60000",
 	 "Keep entries at least this long after they are acknowledged (live replay)",
 	 offsetof(T, stream_retain_ms), 0, 86400000},
 	{"processor.partition_days_ahead", CFG_INT, "7", "Daily partitions created ahead of time",

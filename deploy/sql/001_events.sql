@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS agent_events (
     span_id               text,
     received_at           timestamptz      NOT NULL,   -- stamped by the collector
     stream_id             text,                        -- Redis stream entry id it came from
-    created_at            timestamptz      NOT NULL DEFAULT now(),  -- stored at
+    created_at            timestamptz      NOT NULL DEFAULT clock_timestamp(),  -- stored at (row written)
     PRIMARY KEY (id, ts)
 ) PARTITION BY RANGE (ts);
 

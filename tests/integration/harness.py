@@ -55,7 +55,7 @@ class Stack:
     def lib(self, *args, check=True):
         cmd = "source %s; %s" % (LIB, " ".join(args))
         r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
-                           env=dict(os.environ, PG_FSYNC="off"))
+                           env=dict(os.environ, PG_FSYNC=os.environ.get("PG_FSYNC", "off")))
         if check and r.returncode != 0:
             raise RuntimeError("%s failed:\n%s%s" % (" ".join(args), r.stdout, r.stderr))
         return r
