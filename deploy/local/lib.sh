@@ -11,7 +11,8 @@
 #   pg_stop     DIR                 pg_ctl stop -m fast, wait
 #   pg_migrate  PORT                apply deploy/sql/*.sql once each, in name order
 #   proc_alive  PIDFILE [NAME]      true if the pid in PIDFILE is a live process
-#                                   (and, with NAME, its comm is NAME)
+#                                   (and, with NAME, its comm is NAME; a numeric
+#                                   second line must match its start time)
 #
 # Environment:
 #   REDIS_PASSWORD   redis_start: requirepass (written to DIR/redis.conf, mode 600);
@@ -66,10 +67,17 @@ _lib_pid_alive() {
 	return 0
 }
 
+# _lib_ms -> milliseconds on the wall clock (for deadlines).
+_lib_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((10#$t / 1000))
+}
+
 # _lib_wait_exit PID SECONDS -> true once PID is gone, false on timeout.
 _lib_wait_exit() {
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
+	local pid=$1 deadline
+	deadline=$(($(_lib_ms) + $2 * 1000))
+	while (($(_lib_ms) < deadline)); do
 		_lib_pid_alive "$pid" || return 0
 		sleep 0.1
 	done
@@ -83,11 +91,28 @@ _lib_tail() {
 	tail -n 20 -- "$1" | sed 's/^/    /' >&2
 }
 
+# _lib_pid_starttime PID -> the process start time (clock ticks after boot,
+# /proc/PID/stat field 22); with the pid it names one process for good.
+_lib_pid_starttime() {
+	local stat
+	local -a f
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	read -r -a f <<<"${stat##*) }"
+	[[ ${f[19]:-} =~ ^[0-9]+$ ]] || return 1
+	echo "${f[19]}"
+}
+
 proc_alive() {
-	local pidfile=${1:-} name=${2:-} pid comm
+	local pidfile=${1:-} name=${2:-} pid start="" comm
 	[[ -n $pidfile && -r $pidfile ]] || return 1
-	read -r pid <"$pidfile" 2>/dev/null || [[ -n ${pid:-} ]] || return 1
+	{ read -r pid && read -r start; } <"$pidfile" 2>/dev/null
+	[[ -n ${pid:-} ]] || return 1
 	_lib_pid_alive "$pid" || return 1
+	# A numeric second line is the start time written by the starter: a
+	# different value means the pid now belongs to another process.
+	if [[ $start =~ ^[0-9]+$ ]] && [[ $(_lib_pid_starttime "$pid") != "$start" ]]; then
+		return 1
+	fi
 	if [[ -n $name ]]; then
 		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
 		[[ $comm == "${name:0:15}" ]] || return 1
@@ -117,7 +142,7 @@ _lib_redis_conf_str() {
 }
 
 redis_start() {
-	local dir port log conf pidfile pid i out
+	local dir port log conf pidfile pid deadline out
 	if (($# < 2)) || ! _lib_port "$2"; then
 		_lib_err "usage: redis_start DIR PORT [LOGFILE]"
 		return 1
@@ -175,7 +200,8 @@ redis_start() {
 		fi
 	fi
 
-	for ((i = 0; i < 100; i++)); do
+	deadline=$(($(_lib_ms) + 10000))
+	while (($(_lib_ms) < deadline)); do
 		if [[ $(_lib_redis_cli "$port" ping 2>/dev/null) == PONG ]] && proc_alive "$pidfile"; then
 			read -r pid <"$pidfile"
 			_lib_say "redis on 127.0.0.1:$port (pid $pid, dir $dir)"
@@ -274,7 +300,7 @@ _lib_pg_own() {
 }
 
 pg_start() {
-	local bindir dir port log out i pg_opts pid running
+	local bindir dir port log out pg_opts pid running ready=0 started deadline
 	local -a initdb_opts=()
 	if (($# < 2)) || ! _lib_port "$2"; then
 		_lib_err "usage: pg_start DIR PORT [LOGFILE]"
@@ -327,16 +353,17 @@ pg_start() {
 		fi
 	fi
 
-	for ((i = 0; i < 300; i++)); do
-		"$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+	started=$(_lib_ms)
+	deadline=$((started + 30000))
+	while (($(_lib_ms) < deadline)); do
+		"$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" && { ready=1; break; }
 		# Give up early when the server died during start-up.
-		if ((i > 20)) && ! proc_alive "$dir/postmaster.pid" postgres; then
-			i=300
+		if (($(_lib_ms) > started + 2000)) && ! proc_alive "$dir/postmaster.pid" postgres; then
 			break
 		fi
 		sleep 0.1
 	done
-	if ((i >= 300)); then
+	if ((!ready)); then
 		_lib_err "postgres on 127.0.0.1:$port not ready within 30 s"
 		_lib_tail "$log"
 		return 1
@@ -408,14 +435,14 @@ pg_migrate() {
 		# two concurrent pg_migrate runs apply each file exactly once.
 		if ! out=$("${psql[@]}" -v mig_name="$name" -v mig_path="$f" 2>&1 <<'SQL'
 SET client_min_messages = warning;
+\o /dev/null
 BEGIN;
 SELECT pg_advisory_xact_lock(727001);
 SELECT NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = :'mig_name') AS mig_todo \gset
 \if :mig_todo
-\o /dev/null
 \i :mig_path
-\o
 INSERT INTO schema_migrations (name) VALUES (:'mig_name');
+\echo pg_migrate:applied
 \endif
 COMMIT;
 SQL
@@ -424,8 +451,11 @@ SQL
 			_lib_err "$name failed (rolled back)"
 			return 1
 		fi
-		_lib_say "applied $name"
-		n=$((n + 1))
+		# Absent marker: a concurrent pg_migrate applied it first.
+		if grep -qx 'pg_migrate:applied' <<<"$out"; then
+			_lib_say "applied $name"
+			n=$((n + 1))
+		fi
 	done
 	((n > 0)) || _lib_say "database agent_obs on 127.0.0.1:$port is up to date"
 	return 0
