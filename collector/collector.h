@@ -39,6 +39,7 @@ struct ingest_result {
 	char **data;  /* n serialised canonical events (owned) */
 	size_t *lens;
 	char (*ids)[37];  /* event ids, for the reply */
+	unsigned char *probe; /* 1: client gave an id but no timestamp (see rs_xadd_many) */
 	int status;       /* 0 ok, else the HTTP status to answer */
 	char *error_json; /* body for the error reply (owned) */
 };

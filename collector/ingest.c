@@ -23,6 +23,7 @@ void ingest_result_free(struct ingest_result *r)
 	free(r->data);
 	free(r->lens);
 	free(r->ids);
+	free(r->probe);
 	free(r->error_json);
 	memset(r, 0, sizeof *r);
 }
@@ -61,12 +62,14 @@ static cJSON *parse_exact(const char *s, size_t len, size_t *err_at)
 	return j;
 }
 
-static int add_event(struct ingest_result *r, size_t cap, char *data, size_t len, const char *id)
+static int add_event(struct ingest_result *r, size_t cap, char *data, size_t len, const char *id,
+                     int probe)
 {
 	if (r->n == cap)
 		return -1;
 	r->data[r->n] = data;
 	r->lens[r->n] = len;
+	r->probe[r->n] = (unsigned char)probe;
 	snprintf(r->ids[r->n], 37, "%s", id);
 	r->n++;
 	return 0;
@@ -79,6 +82,11 @@ static int one(struct ingest_result *r, size_t cap, cJSON *ev, size_t index, int
 	struct ev_error e;
 	char *s;
 	size_t n;
+	/* A client-chosen id without a client timestamp gets a new timestamp on
+	 * every retry: the store must look for an earlier copy of that id. */
+	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(ev, "id");
+	const cJSON *cts = cJSON_GetObjectItemCaseSensitive(ev, "timestamp");
+	int probe = cid && !cJSON_IsNull(cid) && (!cts || cJSON_IsNull(cts));
 	if (ev_normalise_print(ev, now_ms, lim, &s, &n, &e)) {
 		if (cJSON_GetArraySize(errors) < MAX_REPORTED_ERRORS) {
 			cJSON *o = cJSON_CreateObject();
@@ -92,7 +100,7 @@ static int one(struct ingest_result *r, size_t cap, cJSON *ev, size_t index, int
 		return -1;
 	}
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
-	add_event(r, cap, s, n, id->valuestring);
+	add_event(r, cap, s, n, id->valuestring, probe);
 	return 0;
 }
 
@@ -101,7 +109,8 @@ static int alloc_slots(struct ingest_result *r, size_t cap)
 	r->data = calloc(cap ? cap : 1, sizeof *r->data);
 	r->lens = calloc(cap ? cap : 1, sizeof *r->lens);
 	r->ids = calloc(cap ? cap : 1, sizeof *r->ids);
-	return r->data && r->lens && r->ids ? 0 : -1;
+	r->probe = calloc(cap ? cap : 1, sizeof *r->probe);
+	return r->data && r->lens && r->ids && r->probe ? 0 : -1;
 }
 
 int ingest_parse(const char *body, size_t len, enum ingest_format fmt, int64_t now_ms,

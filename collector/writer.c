@@ -115,8 +115,9 @@ static int write_jobs(redisContext *c, struct job *jobs, char *err, size_t errle
 		n += j->events->n;
 	const char **data = malloc(n * sizeof *data);
 	size_t *lens = malloc(n * sizeof *lens);
+	unsigned char *probe = malloc(n ? n : 1);
 	int rc = -1;
-	if (!data || !lens) {
+	if (!data || !lens || !probe) {
 		snprintf(err, errlen, "redis XADD: out of memory");
 		goto out;
 	}
@@ -125,14 +126,16 @@ static int write_jobs(redisContext *c, struct job *jobs, char *err, size_t errle
 		for (size_t i = 0; i < j->events->n; i++, k++) {
 			data[k] = j->events->data[i];
 			lens[k] = j->events->lens[i];
+			probe[k] = j->events->probe ? j->events->probe[i] : 1;
 		}
 	}
-	rc = rs_xadd_many(c, conf->stream, data, lens, n, NULL, err, errlen);
+	rc = rs_xadd_many(c, conf->stream, data, lens, probe, n, NULL, err, errlen);
 	if (rc == 0 && stats)
 		met_observe(stats->batch_events, (double)n);
 out:
 	free(data);
 	free(lens);
+	free(probe);
 	return rc;
 }
 

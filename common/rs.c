@@ -157,6 +157,7 @@ int rs_batch_push(struct rs_batch *b, const char *id, const char *data, size_t l
 	e->data = NULL;
 	e->len = 0;
 	e->deliveries = 0;
+	e->probe = 0;
 	if (data) {
 		e->data = malloc(len + 1);
 		if (!e->data)
@@ -172,13 +173,16 @@ int rs_batch_push(struct rs_batch *b, const char *id, const char *data, size_t l
 /* ---------- XADD ---------- */
 
 int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
-                 const size_t *lens, size_t n, char (*ids_out)[48], char *err, size_t errlen)
+                 const size_t *lens, const unsigned char *probe, size_t n,
+                 char (*ids_out)[48], char *err, size_t errlen)
 {
 	int rc = 0;
+	size_t slen = strlen(stream);
 	for (size_t i = 0; i < n; i++) {
-		const char *argv[5] = {"XADD", stream, "*", "e", data[i]};
-		size_t argl[5] = {4, strlen(stream), 1, 1, lens[i]};
-		if (redisAppendCommandArgv(c, 5, argv, argl) != REDIS_OK) {
+		const char *argv[7] = {"XADD", stream, "*", "e", data[i], "p", "1"};
+		size_t argl[7] = {4, slen, 1, 1, lens[i], 1, 1};
+		int argc = !probe || probe[i] ? 7 : 5;
+		if (redisAppendCommandArgv(c, argc, argv, argl) != REDIS_OK) {
 			set_err(err, errlen, "redis XADD", c, NULL);
 			return -1;
 		}
@@ -233,19 +237,24 @@ int rs_parse_entries(const redisReply *arr, struct rs_batch *out)
 			return -1;
 		const char *data = NULL;
 		size_t len = 0;
+		int probe = 0;
 		if (ent->elements >= 2 && ent->element[1]->type == REDIS_REPLY_ARRAY) {
 			const redisReply *kv = ent->element[1];
 			for (size_t k = 0; k + 1 < kv->elements; k += 2) {
-				if (kv->element[k]->type == REDIS_REPLY_STRING &&
-				    strcmp(kv->element[k]->str, "e") == 0 &&
-				    kv->element[k + 1]->type == REDIS_REPLY_STRING) {
+				if (kv->element[k]->type != REDIS_REPLY_STRING ||
+				    kv->element[k + 1]->type != REDIS_REPLY_STRING)
+					continue;
+				if (strcmp(kv->element[k]->str, "e") == 0) {
 					data = kv->element[k + 1]->str;
 					len = kv->element[k + 1]->len;
+				} else if (strcmp(kv->element[k]->str, "p") == 0) {
+					probe = 1;
 				}
 			}
 		}
 		if (rs_batch_push(out, ent->element[0]->str, data, len))
 			return -1;
+		out->v[out->n - 1].probe = probe;
 		added++;
 	}
 	return added;

@@ -38,6 +38,7 @@ struct rs_entry {
 	char *data;
 	size_t len;
 	long long deliveries; /* from XPENDING when known, else 0 */
+	int probe;            /* field "p" present: store must probe for the id (see rs_xadd_many) */
 };
 struct rs_batch {
 	struct rs_entry *v;
@@ -47,12 +48,14 @@ void rs_batch_clear(struct rs_batch *b); /* frees data, keeps capacity */
 void rs_batch_free(struct rs_batch *b);
 int rs_batch_push(struct rs_batch *b, const char *id, const char *data, size_t len);
 
-/* XADD stream * e <json> for n events, pipelined. ids_out[i] receives each
- * entry id (may be NULL). Returns 0 when all succeeded; -1 on connection
+/* XADD stream * e <json> [p 1] for n events, pipelined. Field "p" marks an
+ * event whose client gave an id but no timestamp, so the store must look for
+ * an earlier copy under another timestamp; probe == NULL marks every event
+ * (the safe default). ids_out[i] receives each entry id (may be NULL). Returns 0 when all succeeded; -1 on connection
  * error (ctx unusable) or any error reply, with err filled. */
 int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
-                 const size_t *lens, size_t n, char (*ids_out)[48], char *err,
-                 size_t errlen);
+                 const size_t *lens, const unsigned char *probe, size_t n,
+                 char (*ids_out)[48], char *err, size_t errlen);
 
 /* XGROUP CREATE stream group start MKSTREAM; an existing group is fine. */
 int rs_group_ensure(redisContext *c, const char *stream, const char *group,

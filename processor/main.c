@@ -26,7 +26,7 @@ static const struct cfg_setting settings[] = {
 	{"processor.group", CFG_STR, "processor", "Consumer group name", offsetof(T, group), 0, -1},
 	{"processor.consumer", CFG_STR, "", "Consumer name (empty: first free <hostname>-N)",
 	 offsetof(T, consumer), 0, -1},
-	{"processor.batch_max", CFG_INT, "2000", "Most events per PostgreSQL transaction",
+	{"processor.batch_max", CFG_INT, "5000", "Most events per PostgreSQL transaction",
 	 offsetof(T, batch_max), 1, 100000},
 	{"processor.batch_wait_ms", CFG_INT, "2", "How long a small batch waits for more events",
 	 offsetof(T, batch_wait_ms), 0, 10000},
@@ -172,14 +172,14 @@ static int dead_letter(const struct rs_entry *e, const char *reason, const char 
 
 /* Store rows[0..n) or dead-letter the ones PostgreSQL refuses; marks done[]
  * for each entry that may be acknowledged. -1 when stopping mid-retry. */
-static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **ents, size_t n,
-                      int *done)
+static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **ents,
+                      const int *probe, size_t n, int *done)
 {
 	char err[512];
 	long backoff = 100;
 	long long inserted;
 	for (;;) {
-		enum store_result res = store_write(db, rows, ids, n, &inserted, err, sizeof err);
+		enum store_result res = store_write(db, rows, ids, probe, n, &inserted, err, sizeof err);
 		if (res == STORE_OK) {
 			atomic_store(&pg_ok, 1);
 			int64_t now = ev_now_ms();
@@ -205,9 +205,9 @@ static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **
 				return 0;
 			}
 			size_t h = n / 2;
-			if (store_rows(rows, ids, ents, h, done))
+			if (store_rows(rows, ids, ents, probe, h, done))
 				return -1;
-			return store_rows(rows + h, ids + h, ents + h, n - h, done + h);
+			return store_rows(rows + h, ids + h, ents + h, probe + h, n - h, done + h);
 		}
 		atomic_store(&pg_ok, 0);
 		log_kv(LOG_WARN, "postgres write failed, will retry (nothing acknowledged)", "error", err, NULL);
@@ -215,6 +215,22 @@ static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **
 			return -1;
 		sig_sleep_ms(backoff);
 		backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+	}
+}
+
+/* Index of ids already seen in this batch (open addressing over 2n slots). */
+static int seen_before(const char **slots, size_t nslots, const char *id)
+{
+	size_t h = 1469598103934665603ULL;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	for (size_t i = h % nslots;; i = (i + 1) % nslots) {
+		if (!slots[i]) {
+			slots[i] = id;
+			return 0;
+		}
+		if (strcmp(slots[i], id) == 0)
+			return 1;
 	}
 }
 
@@ -230,7 +246,10 @@ static int process(struct rs_batch *b)
 	struct rs_entry **ents = calloc(n, sizeof *ents);
 	const char **acks = calloc(n, sizeof *acks);
 	int *done = calloc(n, sizeof *done);
-	if (!rowv || !rows || !ids || !ents || !acks || !done) {
+	int *probe = calloc(n, sizeof *probe);
+	const char **slots = calloc(2 * n, sizeof *slots);
+	size_t dups = 0;
+	if (!rowv || !rows || !ids || !ents || !acks || !done || !probe || !slots) {
 		log_error("process batch: out of memory");
 		goto out;
 	}
@@ -251,12 +270,22 @@ static int process(struct rs_batch *b)
 				acks[nack++] = e->id;
 			continue;
 		}
+		if (seen_before(slots, 2 * n, rowv[nrows].id)) {
+			/* the same event twice in one batch: store the first */
+			ev_row_free(&rowv[nrows]);
+			acks[nack++] = e->id;
+			dups++;
+			continue;
+		}
 		rows[nrows] = &rowv[nrows];
 		ids[nrows] = e->id;
 		ents[nrows] = e;
+		probe[nrows] = e->probe;
 		nrows++;
 	}
-	if (nrows && store_rows(rows, ids, ents, nrows, done))
+	if (dups)
+		met_inc(m.duplicates, (double)dups);
+	if (nrows && store_rows(rows, ids, ents, probe, nrows, done))
 		goto out;
 	for (size_t i = 0; i < nrows; i++)
 		if (done[i])
@@ -275,6 +304,8 @@ out:
 	free(ents);
 	free(acks);
 	free(done);
+	free(probe);
+	free(slots);
 	return rcode;
 }
 

@@ -42,11 +42,13 @@ int store_connected(const struct store *s);
 /* Make sure partitions exist from yesterday to days_ahead (UTC). */
 int store_ensure_partitions(struct store *s, int days_ahead, char *err, size_t errlen);
 /* Insert rows (with their stream ids) in one transaction, idempotently.
+ * Each id must appear once in rows; probe[i] asks to look for an earlier
+ * copy of rows[i] stored under another timestamp.
  * *inserted receives the number of new rows. STORE_RETRY: connection or
  * transient failure (nothing committed); STORE_DATA: a row was refused. */
 enum store_result store_write(struct store *s, struct ev_row *const *rows,
-                              const char *const *stream_ids, size_t n, long long *inserted,
-                              char *err, size_t errlen);
+                              const char *const *stream_ids, const int *probe, size_t n,
+                              long long *inserted, char *err, size_t errlen);
 
 /* ---- lock.c ---- */
 /* Take the lease on a consumer name. With `wanted` empty, picks the first

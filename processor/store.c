@@ -26,17 +26,19 @@ static const char *const setup_sql =
 	" parent_agent_id text, source_app text, event_type text, tool text, status text,"
 	" payload jsonb, latency_ms double precision, tokens_input bigint, tokens_output bigint,"
 	" tokens_cache_read bigint, tokens_cache_creation bigint, cost_usd double precision,"
-	" trace_id text, span_id text, received_at timestamptz, stream_id text"
+	" trace_id text, span_id text, received_at timestamptz, stream_id text, probe boolean"
 	") ON COMMIT DELETE ROWS;";
 
-/* An id is stored once: same (id, ts) collides on the primary key; the same
- * id re-sent with another timestamp (a client retry without `timestamp`)
- * is caught by the probe within one day either side. */
+/* An id is stored once: a redelivered entry, or a re-sent event that carries
+ * its own timestamp, collides with itself on the primary key (id, ts). Only
+ * an event whose client gave an id but no timestamp (probe) can come back
+ * with another ts: for those, look for the id within a day either side. The
+ * batch holds each id once (the caller de-duplicates). */
 static const char *const move_sql =
 	"INSERT INTO agent_events (" COLS ") "
-	"SELECT " COLS " FROM (SELECT DISTINCT ON (id) * FROM stage ORDER BY id, ts) s "
-	"WHERE NOT EXISTS (SELECT 1 FROM agent_events e WHERE e.id = s.id"
-	" AND e.ts >= s.ts - interval '1 day' AND e.ts <= s.ts + interval '1 day') "
+	"SELECT " COLS " FROM stage s "
+	"WHERE NOT (s.probe AND EXISTS (SELECT 1 FROM agent_events e WHERE e.id = s.id"
+	" AND e.ts >= s.ts - interval '1 day' AND e.ts <= s.ts + interval '1 day')) "
 	"ON CONFLICT DO NOTHING";
 
 struct store {
@@ -240,7 +242,7 @@ static int put_num(struct store *s, int has, double v, int integer, char sep)
 	return put_text(s, tmp, sep);
 }
 
-static int put_row(struct store *s, const struct ev_row *r, const char *stream_id)
+static int put_row(struct store *s, const struct ev_row *r, const char *stream_id, int probe)
 {
 	int rc = 0;
 	rc |= put_text(s, r->id, '\t');
@@ -261,13 +263,14 @@ static int put_row(struct store *s, const struct ev_row *r, const char *stream_i
 	rc |= put_text(s, r->trace_id, '\t');
 	rc |= put_text(s, r->span_id, '\t');
 	rc |= put_text(s, r->received_at, '\t');
-	rc |= put_text(s, stream_id, '\n');
+	rc |= put_text(s, stream_id, '\t');
+	rc |= put_text(s, probe ? "t" : "f", '\n');
 	return rc;
 }
 
 enum store_result store_write(struct store *s, struct ev_row *const *rows,
-                              const char *const *stream_ids, size_t n, long long *inserted,
-                              char *err, size_t errlen)
+                              const char *const *stream_ids, const int *probe, size_t n,
+                              long long *inserted, char *err, size_t errlen)
 {
 	enum store_result res;
 	PGresult *r = NULL;
@@ -281,7 +284,7 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
 	}
 	s->len = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (put_row(s, rows[i], stream_ids[i])) {
+		if (put_row(s, rows[i], stream_ids[i], probe[i])) {
 			snprintf(err, errlen, "out of memory building COPY data");
 			return STORE_RETRY;
 		}
@@ -289,7 +292,7 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
 	res = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL, err, errlen);
 	if (res)
 		goto fail;
-	res = exec_ok(s, "COPY stage (" COLS ") FROM STDIN", PGRES_COPY_IN, NULL, err, errlen);
+	res = exec_ok(s, "COPY stage (" COLS ", probe) FROM STDIN", PGRES_COPY_IN, NULL, err, errlen);
 	if (res)
 		goto fail;
 	if (PQputCopyData(s->pg, s->buf, (int)s->len) != 1 || PQputCopyEnd(s->pg, NULL) != 1) {
