@@ -16,7 +16,8 @@ enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_DOUBLE };
  * turned into '_' (OBS_REDIS_PORT). The destination field at `offset` is
  *   CFG_STR: char * (malloc'd), CFG_INT: long long, CFG_BOOL: int (0/1),
  *   CFG_DOUBLE: double.
- * `min`/`max` bound CFG_INT and CFG_DOUBLE values (ignored when min > max). */
+ * `min`/`max` bound CFG_INT and CFG_DOUBLE values (no bound when min > max, or
+ * when both are 0). */
 struct cfg_setting {
 	const char *key;
 	enum cfg_type type;

@@ -178,16 +178,48 @@ int ev_parse_iso8601(const char *s, int64_t *ms_out)
 	return 0;
 }
 
+/* Civil date from days since 1970-01-01 (H. Hinnant); no locale or tz lock. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static void put_digits(char *p, unsigned v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
 void ev_format_iso8601(int64_t ms, char out[32])
 {
-	time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-	int msec = (int)(ms - (int64_t)secs * 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	char tmp[96];
-	snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
-	snprintf(out, 32, "%.31s", tmp);
+	int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
+	int64_t rem = ms - days * 86400000; /* 0 .. 86399999 */
+	int64_t y;
+	unsigned m, d;
+	civil_from_days(days, &y, &m, &d);
+	if (y < 0 || y > 9999) {
+		snprintf(out, 32, "%s", y < 0 ? "0000-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+		return;
+	}
+	/* YYYY-MM-DDTHH:MM:SS.mmmZ */
+	memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+	put_digits(out, (unsigned)y, 4);
+	put_digits(out + 5, m, 2);
+	put_digits(out + 8, d, 2);
+	put_digits(out + 11, (unsigned)(rem / 3600000), 2);
+	put_digits(out + 14, (unsigned)(rem / 60000 % 60), 2);
+	put_digits(out + 17, (unsigned)(rem / 1000 % 60), 2);
+	put_digits(out + 20, (unsigned)(rem % 1000), 3);
 }
 
 int ev_parse_time(const cJSON *item, int64_t *ms_out)
@@ -267,39 +299,59 @@ int ev_uuid_valid(const char *s)
 
 /* ---------- structural limits ---------- */
 
+/* Prepend one path step ("key." or "[i]") to err->field while unwinding. */
+static void prepend_step(struct ev_error *err, const cJSON *parent, const cJSON *child, size_t index)
+{
+	char step[64];
+	if (cJSON_IsObject(parent))
+		snprintf(step, sizeof step, "%.40s%s", child->string,
+		         err->field[0] && err->field[0] != '[' ? "." : "");
+	else
+		snprintf(step, sizeof step, "[%zu]%s", index,
+		         err->field[0] && err->field[0] != '[' ? "." : "");
+	size_t ls = strlen(step), lf = strlen(err->field), cap = sizeof err->field - 1;
+	if (ls > cap)
+		ls = cap;
+	if (ls + lf > cap)
+		lf = cap - ls;
+	memmove(err->field + ls, err->field, lf);
+	memcpy(err->field, step, ls);
+	err->field[ls + lf] = '\0';
+}
+
+/* Walks the tree once; the error path is built only when something fails. */
 static int check_tree(const cJSON *node, int depth, const struct ev_limits *lim,
-                      char *path, size_t plen, struct ev_error *err)
+                      struct ev_error *err)
 {
 	if (depth > lim->max_depth)
-		return fail(err, 400, path, "nesting deeper than %d levels", lim->max_depth);
+		return fail(err, 400, "", "nesting deeper than %d levels", lim->max_depth);
 	if (cJSON_IsString(node)) {
 		if (strlen(node->valuestring) > lim->max_string)
-			return fail(err, 400, path, "string longer than %zu bytes", lim->max_string);
+			return fail(err, 400, "", "string longer than %zu bytes", lim->max_string);
 		return 0;
 	}
 	if (cJSON_IsNumber(node)) {
 		if (!isfinite(node->valuedouble))
-			return fail(err, 400, path, "number out of range");
+			return fail(err, 400, "", "number out of range");
 		return 0;
 	}
-	if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
+	int is_obj = cJSON_IsObject(node);
+	if (!is_obj && !cJSON_IsArray(node))
 		return 0;
-	size_t count = 0, base = strlen(path);
-	for (const cJSON *c = node->child; c; c = c->next) {
-		count++;
-		if (cJSON_IsObject(node) && count > lim->max_members)
-			return fail(err, 400, path, "object has more than %zu fields", lim->max_members);
-		if (cJSON_IsArray(node) && count > lim->max_array)
-			return fail(err, 400, path, "array has more than %zu elements", lim->max_array);
-		if (cJSON_IsObject(node) && c->string && strlen(c->string) > lim->max_string)
-			return fail(err, 400, path, "field name longer than %zu bytes", lim->max_string);
-		if (cJSON_IsObject(node))
-			snprintf(path + base, plen - base, "%s%.40s", base ? "." : "", c->string);
-		else
-			snprintf(path + base, plen - base, "[%zu]", count - 1);
-		if (check_tree(c, depth + 1, lim, path, plen, err))
-			return -1;
-		path[base] = '\0';
+	size_t count = 0;
+	for (const cJSON *c = node->child; c; c = c->next, count++) {
+		if (is_obj && count >= lim->max_members)
+			return fail(err, 400, "", "object has more than %zu fields", lim->max_members);
+		if (!is_obj && count >= lim->max_array)
+			return fail(err, 400, "", "array has more than %zu elements", lim->max_array);
+		if (is_obj && c->string && strlen(c->string) > lim->max_string)
+			return fail(err, 400, "", "field name longer than %zu bytes", lim->max_string);
+		if (c->child || cJSON_IsString(c) || cJSON_IsNumber(c)) {
+			if (check_tree(c, depth + 1, lim, err)) {
+				prepend_step(err, node, c, count);
+				return -1;
+			}
+		}
 	}
 	return 0;
 }
@@ -408,12 +460,11 @@ static int norm_number(cJSON *obj, const char *key, double max, struct ev_error 
 int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
                  struct ev_error *err)
 {
-	char path[256] = "";
 	char buf[40];
 
 	if (!cJSON_IsObject(obj))
 		return fail(err, 400, "", "event must be a JSON object");
-	if (check_tree(obj, 1, lim, path, sizeof path, err))
+	if (check_tree(obj, 1, lim, err))
 		return -1;
 
 	/* event_type */

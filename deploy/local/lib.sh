@@ -344,6 +344,9 @@ pg_start() {
 		_lib_say "already running (pid $pid)"
 	else
 		pg_opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir"
+		# Write-heavy ingest: fewer checkpoints, room for WAL, a bigger cache.
+		pg_opts+=" -c max_wal_size=4GB -c checkpoint_timeout=15min -c shared_buffers=256MB"
+		pg_opts+=" -c wal_buffers=16MB -c checkpoint_completion_target=0.9"
 		[[ ${PG_FSYNC:-} == off ]] && pg_opts+=" -c fsync=off -c synchronous_commit=off"
 		if ! out=$(_lib_pg_as_owner "$bindir/pg_ctl" -D "$dir" -l "$log" -o "$pg_opts" -W -s start 2>&1); then
 			printf '%s\n' "$out" >&2
