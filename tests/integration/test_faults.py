@@ -178,3 +178,20 @@ def test_collector_sigterm_drains_in_flight_requests(st):
     assert acked <= set(rows), len(acked - set(rows))
     assert set(rows) <= load.sent
     assert len(rows) - len(acked) <= 100, (len(rows), len(acked))
+
+
+def test_entries_of_a_dead_consumer_are_claimed_and_stored(st):
+    # A consumer that read entries and died (never acks): the processor claims
+    # them with XAUTOCLAIM once idle for claim_idle_ms (2 s here) and stores them.
+    st.kill("processor", signal.SIGTERM)
+    evs = [{"event_type": "Stop", "session_id": "orphaned", "payload": {"i": i}} for i in range(50)]
+    assert st.post(evs)[0] == 202
+    out = st.redis_raw("XREADGROUP", "GROUP", "processor", "ghost", "COUNT", "1000",
+                       "STREAMS", "agent_events", ">")
+    assert out.count('"session_id":"orphaned"') == 50, out[:300]
+    st.start("processor", OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='orphaned'") == "50",
+             20, interval=0.2, what="claimed entries stored")
+    wait_for(lambda: st.redis_raw("XPENDING", "agent_events", "processor").splitlines()[0] == "0", 5,
+             what="nothing pending")
+    assert "claimed entries idle on another consumer" in st.log("processor")
