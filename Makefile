@@ -59,7 +59,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
-	@tests/run.sh
+	@BUILD=$(BUILD) tests/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all
