@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "collector.h"
+#include "http.h"
 
 #define MAX_REPORTED_ERRORS 50
 
@@ -31,16 +32,8 @@ void ingest_result_free(struct ingest_result *r)
 static void set_error(struct ingest_result *r, int status, cJSON *errors, const char *field,
                       const char *message)
 {
-	cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-	cJSON_AddNumberToObject(e, "status", status);
-	if (field)
-		cJSON_AddStringToObject(e, "field", field);
-	cJSON_AddStringToObject(e, "message", message);
-	if (errors)
-		cJSON_AddItemToObject(e, "events", errors);
 	r->status = status;
-	r->error_json = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
+	r->error_json = http_error_body((unsigned)status, field, message, errors);
 }
 
 /* Parse one JSON text of exactly [s, s+len) (trailing whitespace allowed). */

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "collector.h"
-#include "http.h"
+#include "daemon.h"
 #include "log.h"
 #include "sig.h"
 
@@ -45,35 +45,17 @@ int main(int argc, char **argv)
 {
 	struct collector_conf cf;
 	struct met_registry *reg = NULL;
-	const char *config_path = NULL;
 	char err[512];
-	enum log_level lvl;
 	int rc = 1;
 
 	memset(&cf, 0, sizeof cf);
-	int a = cfg_args(argc, argv, "collector: HTTP ingest of agent events into Redis Streams",
-	                 settings, N_SETTINGS, &config_path, NULL);
-	if (a != 0)
-		return a > 0 ? 0 : 2;
-	if (cfg_load(settings, N_SETTINGS, &cf, config_path, "collector.", err, sizeof err)) {
-		fprintf(stderr, "collector: configuration: %s\n", err);
-		return 2;
-	}
-	if (log_level_parse(cf.log_level, &lvl)) {
-		fprintf(stderr, "collector: configuration: log.level: unknown level \"%s\"\n", cf.log_level);
+	int code;
+	if (daemon_setup(argc, argv, "collector",
+	                 "collector: HTTP ingest of agent events into Redis Streams", settings,
+	                 N_SETTINGS, &cf, "collector.", &cf.log_level, NULL, NULL, &code))
+		return code;
+	if (daemon_check_bind("collector.bind", cf.bind, 0))
 		goto out;
-	}
-	log_init("collector", lvl);
-	if (!http_addr_is_loopback(cf.bind)) {
-		log_kv(LOG_ERROR, "refusing to listen on a non-loopback address without auth configured",
-		       "bind", cf.bind, "hint", "set collector.bind=127.0.0.1 (API keys arrive with the security work)",
-		       NULL);
-		goto out;
-	}
-	if (sig_install()) {
-		log_error("sigaction failed");
-		goto out;
-	}
 	reg = met_registry_new();
 	if (!reg || server_start(&cf, reg, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);

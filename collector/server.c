@@ -65,11 +65,9 @@ static enum MHD_Result unavailable(struct req *rq, struct MHD_Connection *c, con
 	char ra[24];
 	rq->code = 503;
 	reject(reason, rq->events.n ? (double)rq->events.n : 1);
-	cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-	cJSON_AddNumberToObject(e, "status", 503);
-	cJSON_AddStringToObject(e, "message", msg);
-	char *s = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
+	char *s = http_error_body(503, NULL, msg, NULL);
+	if (!s)
+		return MHD_NO;
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
 	snprintf(ra, sizeof ra, "%lld", conf->retry_after_s);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");

@@ -33,16 +33,24 @@ enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const
 	return http_reply(c, status, "application/json", json, strlen(json));
 }
 
-enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status, const char *field,
-                                 const char *message)
+char *http_error_body(unsigned status, const char *field, const char *message, cJSON *events)
 {
 	cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
 	cJSON_AddNumberToObject(e, "status", status);
 	if (field)
 		cJSON_AddStringToObject(e, "field", field);
 	cJSON_AddStringToObject(e, "message", message);
+	if (events)
+		cJSON_AddItemToObject(e, "events", events);
 	char *s = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
+	return s;
+}
+
+enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status, const char *field,
+                                 const char *message)
+{
+	char *s = http_error_body(status, field, message, NULL);
 	enum MHD_Result ret = s ? http_reply_json(c, status, s) : MHD_NO;
 	free(s);
 	return ret;

@@ -15,7 +15,14 @@ typedef int (*http_ready_fn)(void *ud, char *why, size_t whylen);
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                            const char *body, size_t len);
 enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const char *json);
-/* {"error":{"status":S,"field":"...","message":"..."}}; field may be NULL. */
+/* The error body every endpoint uses:
+ * {"error":{"status":S,"field":"...","message":"...","events":[...]}}.
+ * field may be NULL (omitted); events (may be NULL) is taken over. Returns a
+ * malloc'd string (free with free()), NULL when out of memory. */
+struct cJSON;
+char *http_error_body(unsigned status, const char *field, const char *message,
+                      struct cJSON *events);
+/* Queue http_error_body() as the response; field may be NULL. */
 enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status,
                                  const char *field, const char *message);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon.h"
 #include "http.h"
 #include "log.h"
 #include "met.h"
@@ -479,34 +480,16 @@ static void consume(void)
 
 int main(int argc, char **argv)
 {
-	const char *config_path = NULL;
 	struct http_admin *admin = NULL;
 	char err[512];
-	enum log_level lvl;
-	int code = 1;
 
-	int a = cfg_args(argc, argv, "processor: Redis stream consumer group -> PostgreSQL",
-	                 settings, N_SETTINGS, &config_path, NULL);
-	if (a != 0)
-		return a > 0 ? 0 : 2;
-	if (cfg_load(settings, N_SETTINGS, &cf, config_path, "processor.", err, sizeof err)) {
-		fprintf(stderr, "processor: configuration: %s\n", err);
-		return 2;
-	}
-	if (log_level_parse(cf.log_level, &lvl)) {
-		fprintf(stderr, "processor: configuration: log.level: unknown level \"%s\"\n", cf.log_level);
+	int code;
+	if (daemon_setup(argc, argv, "processor", "processor: Redis stream consumer group -> PostgreSQL",
+	                 settings, N_SETTINGS, &cf, "processor.", &cf.log_level, NULL, NULL, &code))
+		return code;
+	code = 1;
+	if (daemon_check_bind("processor.metrics_bind", cf.metrics_bind, 0))
 		goto out;
-	}
-	log_init("processor", lvl);
-	if (!http_addr_is_loopback(cf.metrics_bind)) {
-		log_kv(LOG_ERROR, "refusing to listen on a non-loopback address without auth configured",
-		       "bind", cf.metrics_bind, NULL);
-		goto out;
-	}
-	if (sig_install()) {
-		log_error("sigaction failed");
-		goto out;
-	}
 	rconf.host = cf.redis_host;
 	rconf.port = (int)cf.redis_port;
 	rconf.password = cf.redis_password;

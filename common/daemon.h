@@ -1,0 +1,27 @@
+/* daemon.h -- the start-up every daemon shares: command line (--help,
+ * --config), configuration load, logging, signal handlers, and the rule that
+ * a listener binds loopback unless authentication is configured. Called once
+ * from main() before any thread starts. */
+#ifndef DAEMON_H
+#define DAEMON_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+
+/* Parse argv, load `table` into conf (own_prefix as for cfg_load), init the
+ * logger from the loaded `log.level` (*log_level after loading) and install
+ * signal handlers. Returns 0 to go on, or -1 when main should return
+ * *exit_code (0 after --help, 2 for a usage or configuration error, 1 for
+ * other failures); then conf holds no allocated strings. `extra` as in
+ * cfg_args; config_path (may be NULL) receives the file used. */
+int daemon_setup(int argc, char **argv, const char *name, const char *summary,
+                 const struct cfg_setting *table, size_t n, void *conf,
+                 const char *own_prefix, char *const *log_level,
+                 const char *const *extra, const char **config_path, int *exit_code);
+
+/* 0 when `addr` may be listened on: loopback always; anything else only when
+ * `have_auth`. Logs the refusal naming `setting`. */
+int daemon_check_bind(const char *setting, const char *addr, int have_auth);
+
+#endif
