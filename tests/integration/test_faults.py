@@ -147,7 +147,12 @@ def test_backlog_limit_answers_503(st):
         st.procs["processor"].send_signal(signal.SIGSTOP)
         st.redis("XADD", "agent_events", "*", "e", "{}")
         st.redis("XADD", "agent_events", "*", "e", "{}")
-        wait_for(lambda: request(port, "GET", "/readyz")[0] == 503, 5, what="backlog noticed")
+        def readyz():
+            try:
+                return request(port, "GET", "/readyz")[0]
+            except OSError:
+                return None  # still starting
+        wait_for(lambda: readyz() == 503, 10, what="backlog noticed")
         status, hdrs, body = request(port, "POST", "/events", json.dumps({"event_type": "Stop"}),
                                      {"Content-Type": "application/json"})
         assert status == 503 and "backlog" in body["error"]["message"] and hdrs["retry-after"] == "1"
