@@ -41,7 +41,8 @@ struct ingest_result {
 	char (*ids)[37];  /* event ids, for the reply */
 	unsigned char *probe; /* 1: client gave an id but no timestamp (see rs_xadd_many) */
 	int status;       /* 0 ok, else the HTTP status to answer */
-	char *error_json; /* body for the error reply (owned) */
+	char *error_json; /* body for the error reply */
+	int in_arena;     /* data and error_json live in the request's arena */
 };
 int ingest_parse(const char *body, size_t len, enum ingest_format fmt, int64_t now_ms,
                  const struct ev_limits *lim, size_t max_events, struct ingest_result *out);

@@ -19,14 +19,18 @@ void ingest_result_free(struct ingest_result *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->n; i++)
-		free(r->data[i]);
+	if (!r->in_arena) {
+		for (size_t i = 0; i < r->n; i++)
+			cJSON_free(r->data[i]);
+		cJSON_free(r->error_json);
+	}
 	free(r->data);
 	free(r->lens);
 	free(r->ids);
 	free(r->probe);
-	free(r->error_json);
+	int in_arena = r->in_arena; /* a property of the request, kept */
 	memset(r, 0, sizeof *r);
+	r->in_arena = in_arena;
 }
 
 static void set_error(struct ingest_result *r, int status, cJSON *errors, const char *field,
@@ -114,7 +118,9 @@ int ingest_parse(const char *body, size_t len, enum ingest_format fmt, int64_t n
 	int worst = 0;
 	cJSON *errors = NULL, *root = NULL;
 
+	int in_arena = out->in_arena;
 	memset(out, 0, sizeof *out);
+	out->in_arena = in_arena;
 	if (!ev_utf8_valid(body, len, &bad)) {
 		snprintf(msg, sizeof msg, "body is not valid UTF-8 (byte %zu)", bad);
 		set_error(out, 400, NULL, "", msg);

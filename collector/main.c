@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "collector.h"
 #include "daemon.h"
 #include "log.h"
@@ -56,6 +57,7 @@ int main(int argc, char **argv)
 		return code;
 	if (daemon_check_bind("collector.bind", cf.bind, 0))
 		goto out;
+	arena_install_cjson_hooks();
 	reg = met_registry_new();
 	if (!reg || server_start(&cf, reg, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "arena.h"
 #include "collector.h"
 #include "http.h"
 #include "log.h"
@@ -26,6 +27,7 @@ struct req {
 	int code;
 	struct timespec start;
 	struct ingest_result events;
+	struct arena *arena; /* cJSON memory of this request's events */
 	struct job job;
 	int submitted;
 };
@@ -68,7 +70,8 @@ static enum MHD_Result unavailable(struct req *rq, struct MHD_Connection *c, con
 	char *s = http_error_body(503, NULL, msg, NULL);
 	if (!s)
 		return MHD_NO;
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_COPY);
+	cJSON_free(s);
 	snprintf(ra, sizeof ra, "%lld", conf->retry_after_s);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
@@ -140,8 +143,13 @@ static enum MHD_Result handle_post_done(struct req *rq, struct MHD_Connection *c
 		return unavailable(rq, c, strstr(why, "backlog") ? "backlog" : "redis_unavailable", why);
 	if (rq->len == 0)
 		return error(rq, c, 400, "invalid", "", "empty body: send a JSON event, array or NDJSON");
-	if (ingest_parse(rq->body, rq->len, rq->fmt, ev_now_ms(), &limits,
-	                 (size_t)conf->max_events_per_request, &rq->events)) {
+	rq->arena = arena_new();
+	struct arena *prev = arena_enter(rq->arena);
+	rq->events.in_arena = rq->arena != NULL;
+	int bad = ingest_parse(rq->body, rq->len, rq->fmt, ev_now_ms(), &limits,
+	                       (size_t)conf->max_events_per_request, &rq->events);
+	arena_enter(prev);
+	if (bad) {
 		rq->code = rq->events.status;
 		reject(rq->events.status == 413 ? "too_large" : "invalid", 1);
 		return http_reply_json(c, (unsigned)rq->events.status,
@@ -266,6 +274,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	met_inc(met_series(m_requests, route_names[rq->route], code), 1);
 	met_observe(m_dur[rq->route], elapsed_s(&rq->start));
 	ingest_result_free(&rq->events);
+	arena_free(rq->arena);
 	free(rq->body);
 	free(rq);
 	*con_cls = NULL;

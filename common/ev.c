@@ -604,7 +604,7 @@ int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
 		return fail(err, 500, "", "out of memory serialising event");
 	size_t n = strlen(s);
 	if (n > lim->max_event_bytes) {
-		free(s);
+		cJSON_free(s);
 		return fail(err, 413, "", "event is %zu bytes, more than the %zu-byte limit", n,
 		            lim->max_event_bytes);
 	}
@@ -675,7 +675,11 @@ int ev_row_parse(const char *json, size_t len, struct ev_row *row, struct ev_err
 		}
 	}
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "payload");
-	row->payload = cJSON_IsObject(p) ? cJSON_PrintUnformatted(p) : strdup("{}");
+	if (cJSON_IsObject(p)) {
+		row->payload = cJSON_PrintUnformatted(p);
+	} else if ((row->payload = cJSON_malloc(3))) {
+		memcpy(row->payload, "{}", 3);
+	}
 	if (!row->payload) {
 		ev_row_free(row);
 		return fail(err, 500, "payload", "out of memory");
@@ -688,6 +692,6 @@ void ev_row_free(struct ev_row *row)
 	if (!row)
 		return;
 	cJSON_Delete(row->json);
-	free(row->payload);
+	cJSON_free(row->payload);
 	memset(row, 0, sizeof *row);
 }

@@ -64,7 +64,7 @@ struct ev_row {
 		*parent_agent_id, *source_app, *tool, *status, *trace_id, *span_id,
 		*timestamp, *received_at;
 	int64_t ts_ms, received_ms;
-	char *payload; /* owned, compact JSON text */
+	char *payload; /* owned (cJSON_free), compact JSON text */
 	int has_latency, has_cost, has_tokens[4];
 	double latency_ms, cost_usd;
 	long long tokens[4]; /* input, output, cache_read, cache_creation */

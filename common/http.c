@@ -52,7 +52,7 @@ enum MHD_Result http_reply_error(struct MHD_Connection *c, unsigned status, cons
 {
 	char *s = http_error_body(status, field, message, NULL);
 	enum MHD_Result ret = s ? http_reply_json(c, status, s) : MHD_NO;
-	free(s);
+	cJSON_free(s);
 	return ret;
 }
 
@@ -79,7 +79,7 @@ int http_admin_route(struct MHD_Connection *c, const char *method, const char *u
 			char *s = cJSON_PrintUnformatted(o);
 			cJSON_Delete(o);
 			*ret = s ? http_reply_json(c, 503, s) : MHD_NO;
-			free(s);
+			cJSON_free(s);
 		}
 		return 1;
 	}

@@ -18,7 +18,8 @@ enum MHD_Result http_reply_json(struct MHD_Connection *c, unsigned status, const
 /* The error body every endpoint uses:
  * {"error":{"status":S,"field":"...","message":"...","events":[...]}}.
  * field may be NULL (omitted); events (may be NULL) is taken over. Returns a
- * malloc'd string (free with free()), NULL when out of memory. */
+ * string from cJSON's allocator (release with cJSON_free), NULL when out of
+ * memory. */
 struct cJSON;
 char *http_error_body(unsigned status, const char *field, const char *message,
                       struct cJSON *events);
