@@ -27,6 +27,12 @@ struct collector_conf {
 	long long max_backlog;
 	char *backlog_group;
 	long long retry_after_s;
+	/* history API (api.c) */
+	char *pg_conninfo;
+	long long api_threads;
+	long long api_statement_timeout_ms;
+	long long api_max_range_days;
+	char *transcript_stream;
 	CFG_FIELDS_COMMON;
 };
 
@@ -52,6 +58,7 @@ void ingest_result_free(struct ingest_result *r);
 struct job {
 	struct MHD_Connection *conn;
 	struct ingest_result *events;
+	const char *stream;  /* NULL: the event stream; else e.g. conf->transcript_stream */
 	int status;          /* 0 = pending; 202 done; 503 failed */
 	char err[160];
 	struct job *next;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "arena.h"
 #include "collector.h"
 #include "daemon.h"
@@ -37,6 +38,16 @@ static const struct cfg_setting settings[] = {
 	{"collector.backlog_group", CFG_STR, "processor",
 	 "Consumer group whose lag + pending is the backlog", offsetof(T, backlog_group), 0, -1},
 	{"collector.retry_after_s", CFG_INT, "1", "Retry-After seconds on 503", offsetof(T, retry_after_s), 0, 3600},
+	{"collector.pg_conninfo", CFG_STR, "host=127.0.0.1 port=5440 dbname=agent_obs user=agent_obs_read",
+	 "History API: libpq connection string of the read-only role", offsetof(T, pg_conninfo), 0, -1},
+	{"collector.api_threads", CFG_INT, "2",
+	 "History API: query threads, one PostgreSQL connection each", offsetof(T, api_threads), 1, 16},
+	{"collector.api_statement_timeout_ms", CFG_INT, "5000",
+	 "History API: longest query (504 after)", offsetof(T, api_statement_timeout_ms), 10, 600000},
+	{"collector.api_max_range_days", CFG_INT, "31",
+	 "History API: longest from..to of GET /events", offsetof(T, api_max_range_days), 1, 3660},
+	{"collector.transcript_stream", CFG_STR, "agent_transcripts",
+	 "Stream that POST /transcripts appends to", offsetof(T, transcript_stream), 0, -1},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -59,8 +70,9 @@ int main(int argc, char **argv)
 		goto out;
 	arena_install_cjson_hooks();
 	reg = met_registry_new();
-	if (!reg || server_start(&cf, reg, err, sizeof err)) {
+	if (!reg || api_start(&cf, reg, err, sizeof err) || server_start(&cf, reg, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);
+		api_stop();
 		goto out;
 	}
 	char port[16];
@@ -72,6 +84,7 @@ int main(int argc, char **argv)
 
 	log_info("shutting down: draining in-flight requests");
 	server_quiesce();
+	api_stop(); /* answers the queued history reads while the server still runs */
 	server_stop();
 	log_info("stopped");
 	rc = 0;

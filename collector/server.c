@@ -10,13 +10,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "api.h"
 #include "arena.h"
 #include "collector.h"
+#include "hooks_http.h"
 #include "http.h"
 #include "log.h"
 
-enum route { R_EVENTS, R_OBS_EVENT, R_ADMIN, R_OTHER, R_COUNT };
-static const char *const route_names[R_COUNT] = {"/events", "/observability/event", "admin", "other"};
+enum route { R_EVENTS, R_OBS_EVENT, R_API, R_HOOKS, R_ADMIN, R_OTHER, R_COUNT };
+static const char *const route_names[R_COUNT] = {"/events", "/observability/event", "api", "hooks",
+                                                 "admin", "other"};
 
 struct req {
 	enum route route;
@@ -30,6 +33,8 @@ struct req {
 	struct arena *arena; /* cJSON memory of this request's events */
 	struct job job;
 	int submitted;
+	void *api; /* R_API: api.c's request state */
+	void *hooks; /* R_HOOKS: hooks_http.c's request state */
 };
 
 static const struct collector_conf *conf;
@@ -181,7 +186,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		clock_gettime(CLOCK_MONOTONIC, &rq->start);
 		*con_cls = rq;
 		atomic_fetch_add(&in_flight, 1);
-		if (strcmp(url, "/events") == 0)
+		if (api_route(method, url)) /* history reads, POST /transcripts: api.c */
+			rq->route = R_API;
+		else if (hooks_http_route(method, url)) /* /hooks/claude-code, /v1/logs */
+			rq->route = R_HOOKS;
+		else if (strcmp(url, "/events") == 0)
 			rq->route = R_EVENTS;
 		else if (strcmp(url, "/observability/event") == 0 || strcmp(url, "/observability/events") == 0)
 			rq->route = R_OBS_EVENT;
@@ -217,6 +226,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		return MHD_YES;
 	}
 
+	if (rq->route == R_API)
+		return api_handle(c, method, url, upload, upload_size, &rq->api, &rq->code);
+	if (rq->route == R_HOOKS)
+		return hooks_http_handle(c, conf, method, url, upload, upload_size, &rq->hooks, &rq->code);
 	if (rq->route == R_ADMIN || rq->route == R_OTHER) {
 		enum MHD_Result ret;
 		if (*upload_size) {
@@ -228,7 +241,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return ret;
 		}
 		rq->code = 404;
-		return http_reply_error(c, 404, NULL, "not found: POST /events, GET /healthz, /readyz, /metrics");
+		return http_reply_error(c, 404, NULL,
+		                        "not found: POST /events, /transcripts; GET /events, /events/recent, "
+		                        "/sessions, /sessions/{id}, /transcripts, /transcripts/search, "
+		                        "/healthz, /readyz, /metrics");
 	}
 
 	if (*upload_size) {
@@ -274,6 +290,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	met_inc(met_series(m_requests, route_names[rq->route], code), 1);
 	met_observe(m_dur[rq->route], elapsed_s(&rq->start));
 	ingest_result_free(&rq->events);
+	api_free(rq->api);
+	hooks_http_free(rq->hooks);
 	arena_free(rq->arena);
 	free(rq->body);
 	free(rq);

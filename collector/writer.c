@@ -72,7 +72,8 @@ void writer_submit(struct job *j)
 	pthread_mutex_unlock(&q_lock);
 }
 
-/* Take queued jobs up to MAX_PIPELINE_EVENTS events (at least one job). */
+/* Take queued jobs up to MAX_PIPELINE_EVENTS events (at least one job), all
+ * for the same stream (jobs of one stream share one `stream` pointer). */
 static struct job *take(void)
 {
 	pthread_mutex_lock(&q_lock);
@@ -81,7 +82,7 @@ static struct job *take(void)
 	struct job *first = q_head, *last = NULL;
 	size_t events = 0;
 	for (struct job *j = q_head; j; j = j->next) {
-		if (last && events + j->events->n > MAX_PIPELINE_EVENTS)
+		if (last && (events + j->events->n > MAX_PIPELINE_EVENTS || j->stream != first->stream))
 			break;
 		events += j->events->n;
 		last = j;
@@ -129,7 +130,8 @@ static int write_jobs(redisContext *c, struct job *jobs, char *err, size_t errle
 			probe[k] = j->events->probe ? j->events->probe[i] : 1;
 		}
 	}
-	rc = rs_xadd_many(c, conf->stream, data, lens, probe, n, NULL, err, errlen);
+	rc = rs_xadd_many(c, jobs->stream ? jobs->stream : conf->stream, data, lens, probe, n, NULL,
+	                  err, errlen);
 	if (rc == 0 && stats)
 		met_observe(stats->batch_events, (double)n);
 out:

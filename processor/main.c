@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "history.h"
 #include "http.h"
+#include "lease.h"
 #include "log.h"
 #include "met.h"
 #include "processor.h"
@@ -44,6 +46,16 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, stream_retain_ms), 0, 86400000},
 	{"processor.partition_days_ahead", CFG_INT, "7", "Daily partitions created ahead of time",
 	 offsetof(T, partition_days_ahead), 1, 365},
+	{"processor.retention_days", CFG_INT, "30",
+	 "Drop daily partitions (events, transcript messages) older than this many days",
+	 offsetof(T, retention_days), 1, 36500},
+	{"processor.retention_interval_ms", CFG_INT, "3600000", "How often retention runs",
+	 offsetof(T, retention_interval_ms), 100, 86400000},
+	{"processor.transcript_stream", CFG_STR, "agent_transcripts",
+	 "Stream of chat transcripts (POST /transcripts), read by the same group",
+	 offsetof(T, transcript_stream), 0, -1},
+	{"processor.prices_file", CFG_STR, "config/prices.yaml",
+	 "Model prices for cost_usd from tokens (empty: off)", offsetof(T, prices_file), 0, -1},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -195,6 +207,7 @@ static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **
 				                   rows[i]->status ? rows[i]->status : ""), 1);
 				if (rows[i]->has_latency && rows[i]->tool)
 					met_observe(met_series(m.tool_lat, rows[i]->tool), rows[i]->latency_ms / 1000.0);
+				history_count(rows[i]);
 			}
 			return 0;
 		}
@@ -278,6 +291,7 @@ static int process(struct rs_batch *b)
 			dups++;
 			continue;
 		}
+		history_price(&rowv[nrows]); /* cost from tokens (history.c) */
 		rows[nrows] = &rowv[nrows];
 		ids[nrows] = e->id;
 		ents[nrows] = e;
@@ -399,13 +413,13 @@ static void consume(void)
 		if (!rc) {
 			if (redis_connect())
 				break;
-			if (lock_refresh(rc, cf.group, consumer))
+			if (lease_refresh(rc, cf.group, consumer))
 				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
 			pending_phase = 1;
 		}
 		int64_t now = mono_ms();
 		if (now >= next_lease) {
-			lock_refresh(rc, cf.group, consumer);
+			lease_refresh(rc, cf.group, consumer);
 			next_lease = now + 10000;
 		}
 		if (now >= next_parts) {
@@ -431,6 +445,8 @@ static void consume(void)
 			if (!rc)
 				continue;
 		}
+		/* history.c: transcripts (non-blocking read), partitions, retention */
+		history_tick(rc, consumer);
 
 		rs_batch_clear(&b);
 		int got;
@@ -502,6 +518,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	setup_metrics();
+	if (history_init(&cf, m.reg, err, sizeof err)) {
+		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
+		goto out;
+	}
 	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, err, sizeof err);
 	if (!admin) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
@@ -509,7 +529,8 @@ int main(int argc, char **argv)
 	}
 	if (redis_connect())
 		goto stopped;
-	if (lock_acquire(rc, cf.group, cf.consumer, consumer, sizeof consumer, err, sizeof err)) {
+	if (lease_acquire(rc, cf.group, cf.consumer, "processor", "processor.consumer / OBS_PROCESSOR_CONSUMER",
+	                  consumer, sizeof consumer, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
 	}
@@ -519,7 +540,7 @@ int main(int argc, char **argv)
 	consume();
 
 	if (rc)
-		lock_release(rc, cf.group, consumer);
+		lease_release(rc, cf.group, consumer);
 stopped:
 	log_info("stopped");
 	code = 0;
@@ -528,6 +549,7 @@ out:
 	if (rc)
 		redisFree(rc);
 	store_free(db);
+	history_free();
 	met_registry_free(m.reg);
 	cfg_free(settings, N_SETTINGS, &cf);
 	return code;

@@ -1,6 +1,6 @@
 /* processor.h -- shared declarations of the processor's parts: main.c (life
- * cycle and the consume loop), store.c (PostgreSQL writes), lock.c (the
- * consumer-name lease in Redis). Everything runs on the main thread except
+ * cycle and the consume loop), store.c (PostgreSQL writes); the consumer-name
+ * lease in Redis is common/lease.c. Everything runs on the main thread except
  * the admin HTTP server, which only reads metrics and the ready flag. */
 #ifndef PROCESSOR_H
 #define PROCESSOR_H
@@ -27,6 +27,11 @@ struct processor_conf {
 	long long trim_interval_ms;
 	long long stream_retain_ms;
 	long long partition_days_ahead;
+	/* history (history.c) */
+	long long retention_days;
+	long long retention_interval_ms;
+	char *transcript_stream;
+	char *prices_file;
 	CFG_FIELDS_COMMON;
 };
 
@@ -49,13 +54,5 @@ int store_ensure_partitions(struct store *s, int days_ahead, char *err, size_t e
 enum store_result store_write(struct store *s, struct ev_row *const *rows,
                               const char *const *stream_ids, const int *probe, size_t n,
                               long long *inserted, char *err, size_t errlen);
-
-/* ---- lock.c ---- */
-/* Take the lease on a consumer name. With `wanted` empty, picks the first
- * free "<hostname>-<n>". Writes the name into out. 0 / -1 with err. */
-int lock_acquire(redisContext *c, const char *group, const char *wanted, char *out,
-                 size_t outlen, char *err, size_t errlen);
-int lock_refresh(redisContext *c, const char *group, const char *name);
-void lock_release(redisContext *c, const char *group, const char *name);
 
 #endif

@@ -12,7 +12,12 @@ PACKAGES=(
 	postgresql           # server binaries in /usr/lib/postgresql/<ver>/bin
 	postgresql-client    # psql, pg_isready
 	python3              # integration-test harness
+	python3-yaml         # tests: parse compose.yaml and the Prometheus/Alertmanager configs
+	prometheus           # prometheus, promtool (local stack :9090; make test checks configs/rules)
+	prometheus-alertmanager  # prometheus-alertmanager, amtool (local stack :9093, alert tests)
 	wrk                  # benchmarks
+	nodejs               # dashboard build (streamer/web; Vite needs Node >= 20.19 with npm)
+	chromium             # dashboard browser test (playwright-core drives /usr/bin/chromium)
 	procps curl
 	util-linux           # runuser (postgres refuses to run as root)
 )
@@ -47,4 +52,20 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
 	apt-get install -y -q --no-install-recommends "${missing[@]}" ||
 	die "apt-get install failed for: ${missing[*]}"
+
+# Debian starts (and enables) system services for prometheus and
+# prometheus-alertmanager on install, listening on every interface. The stack
+# runs its own loopback-only instances with data under var/, so stop and
+# disable the system units we just brought in (an installation that was there
+# before is left alone).
+if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+	for pkg in "${missing[@]}"; do
+		case $pkg in
+		prometheus | prometheus-alertmanager)
+			echo "install-deps: disabling the system service $pkg (deploy/local/stack.sh runs its own on 127.0.0.1)"
+			"${SUDO[@]}" systemctl disable --now "$pkg" >/dev/null 2>&1 || true
+			;;
+		esac
+	done
+fi
 echo "install-deps: done"

@@ -3,6 +3,7 @@
 # 127.0.0.1 only: redis, postgres (migrated), then the agent-obs daemons.
 # State lives under var/ at the repo root (git-ignored):
 #   var/run/<name>.pid   var/log/<name>.log   var/redis/   var/pg/
+#   var/prometheus/   var/alertmanager/   var/oncall.jsonl
 #
 # Usage: deploy/local/stack.sh up | down | run | status | restart NAME
 #   up        start whatever is not running, wait until healthy, print URLs
@@ -13,11 +14,18 @@
 #
 # Settings (export to override; the daemons get the same values):
 #   OBS_REDIS_PORT=6390  OBS_PG_PORT=5440  OBS_COLLECTOR_PORT=7070
-#   OBS_PROCESSOR_METRICS_PORT=7072  OBS_REDIS_HOST=127.0.0.1
+#   OBS_PROCESSOR_METRICS_PORT=7072  OBS_ALERTER_METRICS_PORT=7073  OBS_STREAMER_PORT=7071
+#   OBS_REDIS_HOST=127.0.0.1
 #   OBS_PG_CONNINFO="host=127.0.0.1 port=$OBS_PG_PORT dbname=agent_obs user=agent_obs"
+#   OBS_COLLECTOR_PG_CONNINFO (history reads: same server, role agent_obs_read)
 #   OBS_REDIS_PASSWORD (optional: requirepass for the stack's redis)
 #   OBS_CONFIG (default config/agent-obs.yaml; passed as --config if it exists)
 # Any other OBS_* variable you export reaches the daemons unchanged.
+# The alert path has fixed loopback ports that its configs name:
+#   on-call sink :7079 (var/oncall.jsonl), Alertmanager :9093 (var/alertmanager,
+#   clustering off), Prometheus :9090 (var/prometheus; deploy/prometheus/prometheus.yml
+#   scrapes the daemons on their default ports). Debian's packages also install
+#   system services of their own; the stack never uses those.
 set -euo pipefail
 
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
@@ -37,9 +45,13 @@ STOP_TIMEOUT=10     # seconds between SIGTERM and SIGKILL
 : "${OBS_REDIS_PORT:=6390}"
 : "${OBS_PG_PORT:=5440}"
 : "${OBS_PG_CONNINFO:=host=127.0.0.1 port=$OBS_PG_PORT dbname=agent_obs user=agent_obs}"
+: "${OBS_COLLECTOR_PG_CONNINFO:=host=127.0.0.1 port=$OBS_PG_PORT dbname=agent_obs user=agent_obs_read}"
 : "${OBS_COLLECTOR_PORT:=7070}"
 : "${OBS_PROCESSOR_METRICS_PORT:=7072}"
-export OBS_REDIS_HOST OBS_REDIS_PORT OBS_PG_CONNINFO OBS_COLLECTOR_PORT OBS_PROCESSOR_METRICS_PORT
+: "${OBS_STREAMER_PORT:=7071}"
+: "${OBS_ALERTER_METRICS_PORT:=7073}"
+export OBS_REDIS_HOST OBS_REDIS_PORT OBS_PG_CONNINFO OBS_COLLECTOR_PG_CONNINFO OBS_COLLECTOR_PORT OBS_PROCESSOR_METRICS_PORT
+export OBS_ALERTER_METRICS_PORT OBS_STREAMER_PORT
 CONFIG=${OBS_CONFIG:-$ROOT/config/agent-obs.yaml}
 
 # ---------------------------------------------------------------- services --
@@ -57,6 +69,11 @@ SERVICES=(
 	"postgres  | postgres | -                                                      | -"
 	"collector | daemon   | http://127.0.0.1:${OBS_COLLECTOR_PORT}/healthz         | build/collector"
 	"processor | daemon   | http://127.0.0.1:${OBS_PROCESSOR_METRICS_PORT}/healthz | build/processor"
+	"streamer  | daemon   | http://127.0.0.1:${OBS_STREAMER_PORT}/healthz          | build/streamer"
+	"oncall       | external | http://127.0.0.1:7079/healthz  | deploy/local/oncall_sink.py --port 7079 --out var/oncall.jsonl"
+	"alertmanager | external | http://127.0.0.1:9093/-/ready   | prometheus-alertmanager --config.file=deploy/alertmanager/alertmanager.yml --storage.path=var/alertmanager --web.listen-address=127.0.0.1:9093 --cluster.listen-address="
+	"alerter      | daemon   | http://127.0.0.1:${OBS_ALERTER_METRICS_PORT}/healthz | build/alerter"
+	"prometheus   | external | http://127.0.0.1:9090/-/ready   | prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path=var/prometheus --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle"
 )
 
 # What `up` prints for each service, in table order; a service without a line
@@ -64,8 +81,13 @@ SERVICES=(
 declare -A SERVICE_INFO=(
 	[collector]="POST http://127.0.0.1:${OBS_COLLECTOR_PORT}/events   (GET /healthz, /metrics)"
 	[processor]="http://127.0.0.1:${OBS_PROCESSOR_METRICS_PORT}/metrics   (GET /healthz)"
+	[streamer]="dashboard http://127.0.0.1:${OBS_STREAMER_PORT}/   (WS /stream, GET /healthz, /metrics)"
 	[redis]="redis-cli -h 127.0.0.1 -p ${OBS_REDIS_PORT}   (stream agent_events)"
 	[postgres]="psql -h 127.0.0.1 -p ${OBS_PG_PORT} -U agent_obs agent_obs"
+	[alerter]="http://127.0.0.1:${OBS_ALERTER_METRICS_PORT}/rules   (GET /metrics; rules: config/alerts.yaml, reload: kill -HUP)"
+	[alertmanager]="http://127.0.0.1:9093   (alerts: /api/v2/alerts)"
+	[prometheus]="http://127.0.0.1:9090   (alerts: /alerts, targets: /targets)"
+	[oncall]="http://127.0.0.1:7079   (notifications appended to var/oncall.jsonl)"
 )
 
 # ----------------------------------------------------------------- helpers --

@@ -81,6 +81,8 @@ class Stack:
             "OBS_COLLECTOR_PORT": str(self.collector_port),
             "OBS_PROCESSOR_METRICS_PORT": str(self.processor_port),
             "OBS_PG_CONNINFO": "host=127.0.0.1 port=%d dbname=agent_obs user=agent_obs" % self.pg_port,
+            "OBS_COLLECTOR_PG_CONNINFO":
+                "host=127.0.0.1 port=%d dbname=agent_obs user=agent_obs_read" % self.pg_port,
             "OBS_LOG_LEVEL": "info",
         })
         e.pop("OBS_CONFIG", None)

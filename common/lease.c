@@ -1,8 +1,9 @@
-/* lock.c -- a lease on the processor's consumer name, so two processes never
- * share one (and a restarted process finds its own pending entries). The
- * lease is a Redis key "agent_obs:consumer:<group>:<name>" holding
- * "<host>:<pid>", with a TTL refreshed by the main loop; a lease left by a
- * dead process on this host is taken over at once. Main thread only. */
+/* lease.c -- a lease on a consumer name in a consumer group (see lease.h),
+ * so two processes never share one (and a restarted process finds its own
+ * pending entries). The lease is a Redis key "agent_obs:consumer:<group>:<name>"
+ * holding "<host>:<pid>", with a TTL refreshed by the owner's loop; a lease
+ * left by a dead process on this host is taken over at once. Used by the
+ * processor and the alerter, from their main thread only. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "processor.h"
+#include "lease.h"
 
 #define LEASE_MS 30000
 
@@ -66,8 +67,8 @@ static int try_take(redisContext *c, const char *key)
 	return ok;
 }
 
-int lock_acquire(redisContext *c, const char *group, const char *wanted, char *out,
-                 size_t outlen, char *err, size_t errlen)
+int lease_acquire(redisContext *c, const char *group, const char *wanted, const char *who,
+                  const char *setting, char *out, size_t outlen, char *err, size_t errlen)
 {
 	char key[512];
 	init_me();
@@ -75,8 +76,8 @@ int lock_acquire(redisContext *c, const char *group, const char *wanted, char *o
 		key_for(key, sizeof key, group, wanted);
 		if (!try_take(c, key)) {
 			snprintf(err, errlen,
-			         "consumer name \"%s\" is in use by another live processor; choose another "
-			         "with processor.consumer / OBS_PROCESSOR_CONSUMER", wanted);
+			         "consumer name \"%s\" is in use by another live %s; choose another "
+			         "with %s", wanted, who, setting);
 			return -1;
 		}
 		snprintf(out, outlen, "%s", wanted);
@@ -97,7 +98,7 @@ int lock_acquire(redisContext *c, const char *group, const char *wanted, char *o
 	return -1;
 }
 
-int lock_refresh(redisContext *c, const char *group, const char *name)
+int lease_refresh(redisContext *c, const char *group, const char *name)
 {
 	char key[512];
 	key_for(key, sizeof key, group, name);
@@ -115,7 +116,7 @@ int lock_refresh(redisContext *c, const char *group, const char *name)
 	return ok ? 0 : -1;
 }
 
-void lock_release(redisContext *c, const char *group, const char *name)
+void lease_release(redisContext *c, const char *group, const char *name)
 {
 	char key[512];
 	key_for(key, sizeof key, group, name);

@@ -1,0 +1,185 @@
+/* pgpool.c -- a mutex-protected pool of libpq connections (see pgpool.h).
+ * Memory: the pool owns its idle connections and strings; a connection handed
+ * out belongs to the caller until pgpool_put/pgpool_discard. Threads: every
+ * function may be called from any thread; connecting happens outside the
+ * lock, so one slow connect does not stall callers that find an idle one. */
+#include "pgpool.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PGPOOL_BACKOFF_MS 1000 /* after a failed connect, fail fast this long */
+
+struct pgpool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *conninfo, *setup_sql, *app_name;
+	int size;    /* most connections, idle + in use + connecting */
+	int open;    /* idle + in use + connecting */
+	PGconn **idle;
+	int n_idle;
+	long long down_until_ms; /* monotonic: fail fast until then */
+	char down_err[256];
+};
+
+static long long mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+struct pgpool *pgpool_new(const char *conninfo, int size, const char *setup_sql,
+                          const char *app_name)
+{
+	struct pgpool *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->size = size > 0 ? size : 1;
+	p->conninfo = strdup(conninfo ? conninfo : "");
+	p->setup_sql = dup_or_null(setup_sql);
+	p->app_name = strdup(app_name ? app_name : "agent-obs");
+	p->idle = calloc((size_t)p->size, sizeof *p->idle);
+	if (!p->conninfo || !p->app_name || !p->idle || (setup_sql && !p->setup_sql)) {
+		pgpool_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void pgpool_free(struct pgpool *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < p->n_idle; i++)
+		PQfinish(p->idle[i]);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p->idle);
+	free(p->conninfo);
+	free(p->setup_sql);
+	free(p->app_name);
+	free(p);
+}
+
+static void one_line(char *s)
+{
+	s[strcspn(s, "\n")] = '\0';
+}
+
+/* Connect outside the lock. NULL with err filled. */
+static PGconn *connect_one(struct pgpool *p, char *err, size_t errlen)
+{
+	/* conninfo comes last so that its own settings win over these defaults */
+	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *vals[] = {"3", p->app_name, p->conninfo, NULL};
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	if (!c) {
+		snprintf(err, errlen, "postgres connect: out of memory");
+		return NULL;
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, errlen, "postgres connect: %s", PQerrorMessage(c));
+		one_line(err);
+		PQfinish(c);
+		return NULL;
+	}
+	if (p->setup_sql) {
+		PGresult *r = PQexec(c, p->setup_sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+			snprintf(err, errlen, "postgres session setup: %s", PQresultErrorMessage(r));
+			one_line(err);
+			PQclear(r);
+			PQfinish(c);
+			return NULL;
+		}
+		PQclear(r);
+	}
+	return c;
+}
+
+PGconn *pgpool_get(struct pgpool *p, long wait_ms, char *err, size_t errlen)
+{
+	long long deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		if (p->n_idle > 0) {
+			PGconn *c = p->idle[--p->n_idle];
+			pthread_mutex_unlock(&p->mu);
+			return c;
+		}
+		if (mono_ms() < p->down_until_ms) {
+			snprintf(err, errlen, "%s", p->down_err);
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		if (p->open < p->size)
+			break;
+		long long left = deadline - mono_ms();
+		if (left <= 0) {
+			snprintf(err, errlen, "all %d postgres connections are busy", p->size);
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	p->open++;
+	pthread_mutex_unlock(&p->mu);
+
+	PGconn *c = connect_one(p, err, errlen);
+
+	pthread_mutex_lock(&p->mu);
+	if (!c) {
+		p->open--;
+		p->down_until_ms = mono_ms() + PGPOOL_BACKOFF_MS;
+		snprintf(p->down_err, sizeof p->down_err, "%s", err);
+		pthread_cond_signal(&p->cv);
+	} else {
+		p->down_until_ms = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return c;
+}
+
+void pgpool_discard(struct pgpool *p, PGconn *c)
+{
+	if (!c)
+		return;
+	PQfinish(c);
+	pthread_mutex_lock(&p->mu);
+	p->open--;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void pgpool_put(struct pgpool *p, PGconn *c)
+{
+	if (!c)
+		return;
+	if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+		pgpool_discard(p, c);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->idle[p->n_idle++] = c;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}

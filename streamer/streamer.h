@@ -1,0 +1,135 @@
+/* streamer.h -- shared declarations of the streamer's parts:
+ *   main.c    life cycle: config, threads, the lws service loop, drain, exit
+ *   source.c  Redis side: the reader thread (XREAD BLOCK with a cursor) and
+ *             the replay worker (XRANGE / XREVRANGE for since= / backlog=)
+ *   event.c   one stream entry as a shared, immutable, pre-framed record
+ *   ws.c      libwebsockets protocols: HTTP endpoints, WS clients, fan-out
+ *   filter.c  the filter grammar and matcher (pure; unit-tested)
+ *
+ * Threads: the lws service thread (main) owns every client and every
+ * reference count; the reader and the replay worker only build records and
+ * hand them over through the mutex-guarded queues below, then call
+ * lws_cancel_service() (the one lws call that is safe from another thread).
+ */
+#ifndef STREAMER_H
+#define STREAMER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "filter.h"
+#include "rs.h"
+#include "settings.h"
+
+struct lws_context;
+struct met_registry;
+struct met_series;
+struct met_family;
+
+struct streamer_conf {
+	char *bind;
+	long long port;
+	char *web_root;
+	long long max_clients;
+	long long read_count;
+	long long client_queue_max;
+	long long client_queue_bytes;
+	long long client_max_lag_ms;
+	long long frame_max_events;
+	long long frame_max_bytes;
+	long long replay_max;
+	long long replay_scan_max;
+	long long ping_interval_s;
+	long long ping_timeout_s;
+	CFG_FIELDS_COMMON;
+};
+
+/* ---- event.c ---- */
+
+/* One stream entry, shared by every client queue that holds it. Immutable
+ * after sev_new(); `refs` is touched only by the thread that owns the record
+ * (the creator until hand-over, then the service thread). */
+struct sev {
+	int refs;
+	struct rs_id id;
+	char sid[48];            /* stream id as text */
+	struct flt_fields f;     /* point into the record */
+	size_t len;              /* bytes of msg */
+	char *msg;               /* {"type":"event","id":"<sid>","event":{...}} */
+	char data[];
+};
+
+/* Build a record from an entry's id and field "e". NULL when the entry is
+ * not a JSON object (the caller counts it) or out of memory. refs == 1. */
+struct sev *sev_new(const char *sid, const char *json, size_t len);
+void sev_unref(struct sev *e); /* NULL is a no-op */
+
+/* ---- source.c ---- */
+
+enum replay_mode { REPLAY_NONE, REPLAY_SINCE, REPLAY_BACKLOG };
+
+/* A replay asked for by a client, answered by the worker thread. */
+struct replay {
+	struct replay *next;
+	uint64_t client;         /* serial of the asking client */
+	char *filter;            /* filter text at connect time (owned) */
+	enum replay_mode mode;
+	struct rs_id since;
+	long long backlog;
+	/* answer */
+	struct sev **ev;         /* matching events, ascending ids (owned refs) */
+	size_t n;
+	struct rs_id covered;    /* every entry <= covered was considered */
+	long long scanned;
+	int complete;            /* 0: a gap may remain (limit hit, trimmed, error) */
+	char note[320];          /* why not complete */
+};
+void replay_free(struct replay *r);
+
+struct streamer {
+	struct streamer_conf cf;
+	struct rs_conf rconf;
+	struct lws_context *lws;
+	atomic_int redis_ok;     /* reader connected and reading */
+	atomic_int stop;         /* threads must finish (set by source_stop) */
+
+	pthread_mutex_t mu;      /* guards everything below */
+	pthread_cond_t work;     /* worker: a request arrived, or stop */
+	pthread_cond_t drained;  /* reader: the service thread emptied the inbox, or stop */
+	struct sev **inbox;      /* reader -> service thread, stream order */
+	size_t inbox_n, inbox_cap;
+	struct replay *req_head, *req_tail;   /* service -> worker */
+	struct replay *done_head, *done_tail; /* worker -> service */
+	char redis_error[160];   /* why the reader is not connected ("" when it is) */
+
+	pthread_t reader, worker;
+	int threads_started;
+
+	struct {
+		struct met_registry *reg;
+		struct met_series *clients, *connections, *frames, *events_sent, *lag, *read,
+			*invalid, *redis_errors, *replays, *replayed, *bad_requests, *queued,
+			*inbox;
+		struct met_family *dropped;
+	} m;
+};
+
+/* Start / stop the reader and the worker. source_start needs s->lws. */
+int source_start(struct streamer *s, char *err, size_t errlen);
+void source_stop(struct streamer *s);
+/* Queue a replay request (service thread); the worker answers through
+ * done_head and lws_cancel_service(). Takes ownership of r. */
+void source_request_replay(struct streamer *s, struct replay *r);
+
+/* ---- ws.c ---- */
+
+/* Create the lws context listening on cf.bind:cf.port. 0 / -1 with err. */
+int ws_start(struct streamer *s, char *err, size_t errlen);
+/* Run the service loop until a stop is requested. */
+void ws_run(struct streamer *s);
+/* Close every client (1001 going away) and destroy the context. */
+void ws_stop(struct streamer *s);
+
+#endif

@@ -1,0 +1,6 @@
+// main.ts -- the dashboard's entry: mount App (App.vue is where to start reading).
+import { createApp } from 'vue'
+import App from './App.vue'
+import './style.css'
+
+createApp(App).mount('#app')

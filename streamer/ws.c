@@ -1,0 +1,1116 @@
+/* ws.c -- the streamer's libwebsockets side, all on the service thread:
+ * the HTTP endpoints (/healthz, /readyz, /metrics, the dashboard's files at
+ * /), the WebSocket endpoint /stream, and the fan-out of events to clients.
+ *
+ * Sections: state and helpers; request parsing (filter/since/backlog);
+ * HTTP; clients (open, queue, drop, close); frames (one lws_write per
+ * writable callback); client messages (filter change, ping); the wake-up
+ * from the reader and worker threads; the periodic tick; life cycle.
+ *
+ * Each client has a bounded queue of references to shared event records.
+ * A writable callback sends control messages first, then replayed events,
+ * then queued live events, several at a time as one JSON array when the
+ * client is behind. A client whose queue overflows, or whose oldest queued
+ * event has waited too long, is closed with code 4008 and counted; nothing
+ * a slow client does can block the loop, because lws only calls us back
+ * when its socket can take more.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+
+#include "ev.h"
+#include "log.h"
+#include "met.h"
+#include "sig.h"
+#include "streamer.h"
+
+#define PROTO_WS "agent-obs-stream"
+#define CLOSE_TOO_SLOW 4008 /* private-use close code: the client fell too far behind */
+#define RX_MAX 8192         /* largest message a client may send */
+#define ARG_MAX 8192        /* largest decoded query argument */
+#define TICK_US (250 * LWS_US_PER_MS)
+
+/* ------------------------------------------------------------------------ */
+/* State */
+
+struct ctl {
+	struct ctl *next;
+	size_t len;
+	char msg[];
+};
+
+struct qitem {
+	struct sev *e;
+	int64_t t; /* monotonic ms when queued */
+};
+
+enum cstate { C_REPLAY_WAIT, C_REPLAY_SEND, C_LIVE };
+
+/* Per WebSocket connection (lws allocates and zeroes it). */
+struct client {
+	struct lws *wsi;
+	struct client *prev, *next;
+	uint64_t serial;
+	int active;   /* in the client list */
+	int dropping; /* being closed: send nothing more */
+	int wake;     /* got events in this round: ask for a writable callback */
+	enum cstate state;
+	struct filter flt;
+	struct rs_id covered; /* with skip: live events <= covered came by replay */
+	int skip;
+	struct replay *rp;    /* replay answer being sent */
+	size_t rp_pos;
+	struct qitem *q;      /* ring */
+	size_t qcap, qhead, qn, qbytes;
+	struct ctl *ctl, *ctl_tail;
+	char *rx;
+	size_t rxlen;
+};
+
+/* Per HTTP request on the first protocol. */
+struct http_req {
+	unsigned char *resp; /* LWS_PRE + body */
+	size_t len;
+};
+
+/* What /stream?... asks for. */
+struct stream_req {
+	struct filter flt;
+	enum replay_mode mode;
+	struct rs_id since;
+	long long backlog;
+};
+
+static struct {
+	struct streamer *s;
+	struct lws_context *ctx;
+	struct client *head;
+	size_t nclients;
+	uint64_t next_serial;
+	unsigned char *fbuf; /* LWS_PRE + frame */
+	size_t fcap;
+	struct sev **spare;  /* the inbox array swapped out last time */
+	size_t spare_cap;
+	lws_sorted_usec_list_t tick;
+	char web_root[PATH_MAX];
+	struct lws_http_mount mounts[5];
+	lws_retry_bo_t retry;
+	int closing;
+} W;
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* {"error":{"status":S,"field":F,"message":M}} (malloc'd; NULL on OOM). */
+static char *error_json(int status, const char *field, const char *message)
+{
+	cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+	char *out = NULL;
+	if (e && cJSON_AddNumberToObject(e, "status", status) &&
+	    (!field || cJSON_AddStringToObject(e, "field", field)) &&
+	    cJSON_AddStringToObject(e, "message", message))
+		out = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return out;
+}
+
+/* The same error as a message on the socket: {"type":"error","error":{...}}. */
+static char *error_msg(const char *field, const char *message)
+{
+	char *e = error_json(400, field, message), *out = NULL;
+	size_t n;
+	if (!e)
+		return NULL;
+	n = strlen(e) + 16;
+	out = malloc(n + 1);
+	if (out)
+		snprintf(out, n + 1, "{\"type\":\"error\",%s", e + 1);
+	free(e);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request parsing: /stream?filter=...&since=...&backlog=... */
+
+static void stream_req_free(struct stream_req *r)
+{
+	flt_free(&r->flt);
+}
+
+/* Parse the query arguments of the current request. 0, or -1 with the
+ * offending parameter in field and the problem in err. */
+static int stream_req_parse(struct lws *wsi, const struct streamer_conf *cf, struct stream_req *out,
+                            const char **field, char *err, size_t errlen)
+{
+	static char buf[ARG_MAX];
+	int seen_filter = 0, seen_since = 0, seen_backlog = 0;
+	char ferr[256];
+
+	memset(out, 0, sizeof *out);
+	*field = NULL;
+	if (flt_parse("", 0, &out->flt, err, errlen))
+		return -1;
+	for (int i = 0;; i++) {
+		int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (flen <= 0 && lws_hdr_copy_fragment(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			break;
+		if (flen >= (int)sizeof buf) {
+			*field = "query";
+			snprintf(err, errlen, "query argument %d is longer than %d bytes", i + 1, ARG_MAX - 1);
+			return -1;
+		}
+		if (lws_hdr_copy_fragment(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			break;
+		char *eq = strchr(buf, '=');
+		const char *val = eq ? eq + 1 : "";
+		if (eq)
+			*eq = '\0';
+		if (strcmp(buf, "filter") == 0) {
+			*field = "filter";
+			if (seen_filter++) {
+				snprintf(err, errlen, "filter given twice (join clauses with ',')");
+				return -1;
+			}
+			flt_free(&out->flt);
+			if (flt_parse(val, strlen(val), &out->flt, ferr, sizeof ferr)) {
+				snprintf(err, errlen, "%s", ferr);
+				return -1;
+			}
+		} else if (strcmp(buf, "since") == 0) {
+			*field = "since";
+			if (seen_since++) {
+				snprintf(err, errlen, "since given twice");
+				return -1;
+			}
+			if (rs_id_parse(val, &out->since) || !*val || *val == '-' || *val == '+') {
+				snprintf(err, errlen, "not a stream id (\"<ms>-<seq>\" or \"<ms>\"): \"%.64s\"", val);
+				return -1;
+			}
+			out->mode = REPLAY_SINCE;
+		} else if (strcmp(buf, "backlog") == 0) {
+			char *end;
+			*field = "backlog";
+			if (seen_backlog++) {
+				snprintf(err, errlen, "backlog given twice");
+				return -1;
+			}
+			errno = 0;
+			long long n = *val >= '0' && *val <= '9' ? strtoll(val, &end, 10) : -1;
+			if (n < 0 || errno || *end || n > cf->replay_max) {
+				snprintf(err, errlen, "must be an integer from 0 to %lld: \"%.64s\"", cf->replay_max, val);
+				return -1;
+			}
+			out->backlog = n;
+		} else {
+			*field = "query";
+			snprintf(err, errlen, "unknown parameter \"%.64s\" (expected filter, since or backlog)", buf);
+			return -1;
+		}
+	}
+	*field = NULL;
+	if (seen_since && seen_backlog) {
+		*field = "backlog";
+		snprintf(err, errlen, "give since or backlog, not both");
+		return -1;
+	}
+	if (seen_backlog && out->backlog > 0)
+		out->mode = REPLAY_BACKLOG;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* HTTP */
+
+/* Build status line, headers and body into one buffer (after LWS_PRE).
+ * *resp is malloc'd; *hlen is the header length. -1 on failure. */
+static int http_build(struct lws *wsi, unsigned status, const char *ctype, const char *body,
+                      size_t blen, unsigned char **resp, size_t *hlen)
+{
+	size_t cap = LWS_PRE + 1024 + blen;
+	unsigned char *buf = malloc(cap), *start, *p, *end;
+	if (!buf)
+		return -1;
+	start = p = buf + LWS_PRE;
+	end = buf + LWS_PRE + 1024;
+	if (lws_add_http_common_headers(wsi, status, ctype, blen, &p, end) ||
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+	                                 (const unsigned char *)"no-store", 8, &p, end) ||
+	    lws_finalize_http_header(wsi, &p, end)) {
+		free(buf);
+		return -1;
+	}
+	*hlen = (size_t)(p - start);
+	memcpy(p, body, blen);
+	*resp = buf;
+	return 0;
+}
+
+/* Reject an upgrade with a complete HTTP answer written at once. */
+static int upgrade_reject(struct lws *wsi, unsigned status, const char *field, const char *msg)
+{
+	char *body = error_json((int)status, field, msg);
+	unsigned char *resp = NULL;
+	size_t hlen;
+	int rc = -1;
+	met_inc(W.s->m.bad_requests, 1);
+	if (body && http_build(wsi, status, "application/json", body, strlen(body), &resp, &hlen) == 0 &&
+	    lws_write(wsi, resp + LWS_PRE, hlen + strlen(body), LWS_WRITE_HTTP_HEADERS) >= 0)
+		rc = 1; /* answered: lws completes the transaction */
+	free(resp);
+	free(body);
+	return rc;
+}
+
+static int confirm_upgrade(struct lws *wsi)
+{
+	char path[256], err[320];
+	const char *field;
+	struct stream_req req;
+
+	if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 || strcmp(path, "/stream") != 0)
+		return upgrade_reject(wsi, 404, NULL, "WebSocket endpoint is /stream");
+	if (W.closing)
+		return upgrade_reject(wsi, 503, NULL, "shutting down");
+	if ((long long)W.nclients >= W.s->cf.max_clients)
+		return upgrade_reject(wsi, 503, NULL, "too many clients (streamer.max_clients)");
+	if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err))
+		return upgrade_reject(wsi, 400, field, err);
+	stream_req_free(&req);
+	return 0;
+}
+
+static int ready(char *why, size_t whylen)
+{
+	struct streamer *s = W.s;
+	if (atomic_load(&s->redis_ok))
+		return 1;
+	pthread_mutex_lock(&s->mu);
+	snprintf(why, whylen, "redis unavailable%s%s", s->redis_error[0] ? ": " : "", s->redis_error);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Answer a request on one of the callback mounts. */
+static int http_request(struct lws *wsi, struct http_req *h)
+{
+	char *uri = NULL, why[256], *owned = NULL;
+	int ulen = 0;
+	int method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
+	unsigned status = 200;
+	const char *ctype = "application/json", *body = NULL;
+	size_t blen, hlen;
+
+	if (method != 0) { /* GET */
+		status = 405;
+		body = owned = error_json(405, NULL, "use GET");
+	} else if (ulen == 8 && memcmp(uri, "/healthz", 8) == 0) {
+		body = "{\"status\":\"ok\"}";
+	} else if (ulen == 7 && memcmp(uri, "/readyz", 7) == 0) {
+		if (ready(why, sizeof why)) {
+			body = "{\"status\":\"ready\"}";
+		} else {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "status", "not ready");
+			cJSON_AddStringToObject(o, "reason", why);
+			body = owned = cJSON_PrintUnformatted(o);
+			cJSON_Delete(o);
+			status = 503;
+		}
+	} else if (ulen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+		size_t mlen = 0;
+		if (met_render(W.s->m.reg, &owned, &mlen) == 0) {
+			ctype = "text/plain; version=0.0.4; charset=utf-8";
+			body = owned;
+		} else {
+			status = 500;
+			body = owned = error_json(500, NULL, "rendering metrics failed");
+		}
+	} else if (ulen == 7 && memcmp(uri, "/stream", 7) == 0) {
+		struct stream_req req;
+		const char *field;
+		char err[320];
+		if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
+			met_inc(W.s->m.bad_requests, 1);
+			status = 400;
+			body = owned = error_json(400, field, err);
+		} else {
+			stream_req_free(&req);
+			status = 426;
+			body = owned = error_json(426, NULL, "valid request; connect with a WebSocket upgrade");
+		}
+	} else {
+		status = 404;
+		body = owned = error_json(404, NULL, "not found");
+	}
+	if (!body) {
+		free(owned);
+		return -1;
+	}
+	blen = strlen(body);
+	if (http_build(wsi, status, ctype, body, blen, &h->resp, &hlen)) {
+		free(owned);
+		return -1;
+	}
+	free(owned);
+	/* headers now (one write), the body in the writable callback */
+	if (lws_write(wsi, h->resp + LWS_PRE, hlen, LWS_WRITE_HTTP_HEADERS) < 0)
+		return -1;
+	memmove(h->resp + LWS_PRE, h->resp + LWS_PRE + hlen, blen);
+	h->len = blen;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static int http_write_body(struct lws *wsi, struct http_req *h)
+{
+	if (!h->resp)
+		return 0;
+	int n = lws_write(wsi, h->resp + LWS_PRE, h->len, LWS_WRITE_HTTP_FINAL);
+	free(h->resp);
+	h->resp = NULL;
+	if (n < 0)
+		return -1;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len)
+{
+	struct http_req *h = user;
+	switch (reason) {
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		return confirm_upgrade(wsi);
+	case LWS_CALLBACK_HTTP:
+		return http_request(wsi, h);
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		if (h && h->resp)
+			return http_write_body(wsi, h);
+		break;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (h) {
+			free(h->resp);
+			h->resp = NULL;
+		}
+		break;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Clients */
+
+static void ctl_push(struct client *c, char *json) /* takes json (may be NULL: OOM) */
+{
+	if (!json)
+		return;
+	size_t n = strlen(json);
+	struct ctl *m = malloc(sizeof *m + n + 1);
+	if (m) {
+		m->next = NULL;
+		m->len = n;
+		memcpy(m->msg, json, n + 1);
+		if (c->ctl_tail)
+			c->ctl_tail->next = m;
+		else
+			c->ctl = m;
+		c->ctl_tail = m;
+	}
+	free(json);
+}
+
+static void queue_clear(struct client *c)
+{
+	for (size_t i = 0; i < c->qn; i++)
+		sev_unref(c->q[(c->qhead + i) % c->qcap].e);
+	c->qhead = c->qn = c->qbytes = 0;
+}
+
+/* Keep only queued events for which keep() says yes (order preserved). */
+static void queue_retain(struct client *c, int (*keep)(struct client *, struct sev *))
+{
+	size_t w = 0;
+	for (size_t i = 0; i < c->qn; i++) {
+		struct qitem it = c->q[(c->qhead + i) % c->qcap];
+		if (keep(c, it.e)) {
+			c->q[(c->qhead + w) % c->qcap] = it;
+			w++;
+		} else {
+			c->qbytes -= it.e->len;
+			sev_unref(it.e);
+		}
+	}
+	c->qn = w;
+}
+
+/* Release the replay answer a client holds; events before rp_pos were
+ * already released as they were sent. */
+static void client_replay_free(struct client *c)
+{
+	struct replay *r = c->rp;
+	if (!r)
+		return;
+	for (size_t i = c->rp_pos; i < r->n; i++)
+		sev_unref(r->ev[i]);
+	r->n = 0;
+	replay_free(r);
+	c->rp = NULL;
+	c->rp_pos = 0;
+}
+
+static void drop_client(struct client *c, const char *reason, const char *detail)
+{
+	char serial[24], queued[24];
+	if (c->dropping)
+		return;
+	c->dropping = 1;
+	snprintf(serial, sizeof serial, "%llu", (unsigned long long)c->serial);
+	snprintf(queued, sizeof queued, "%zu", c->qn);
+	log_kv(LOG_WARN, "dropping a client that fell too far behind", "client", serial, "reason",
+	       reason, "queued", queued, NULL);
+	met_inc(met_series(W.s->m.dropped, reason), 1);
+	queue_clear(c);
+	client_replay_free(c);
+	lws_close_reason(c->wsi, (enum lws_close_status)CLOSE_TOO_SLOW, (unsigned char *)detail,
+	                 strlen(detail));
+	/* Close from the writable callback (sends the close frame); a socket
+	 * that never drains is cut off by the timeout instead. */
+	lws_callback_on_writable(c->wsi);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 2);
+}
+
+static void enqueue(struct client *c, struct sev *e, int64_t now)
+{
+	const struct streamer_conf *cf = &W.s->cf;
+	if (c->skip && rs_id_cmp(e->id, c->covered) <= 0)
+		return; /* sent (or filtered) by the replay */
+	if ((long long)c->qn >= cf->client_queue_max) {
+		drop_client(c, "queue_full", "too slow: send queue full (events)");
+		return;
+	}
+	if ((long long)(c->qbytes + e->len) > cf->client_queue_bytes) {
+		drop_client(c, "queue_bytes", "too slow: send queue full (bytes)");
+		return;
+	}
+	if (c->qn == c->qcap) {
+		size_t ncap = c->qcap ? c->qcap * 2 : 64;
+		struct qitem *nq = malloc(ncap * sizeof *nq);
+		if (!nq) {
+			drop_client(c, "out_of_memory", "server out of memory");
+			return;
+		}
+		for (size_t i = 0; i < c->qn; i++)
+			nq[i] = c->q[(c->qhead + i) % c->qcap];
+		free(c->q);
+		c->q = nq;
+		c->qcap = ncap;
+		c->qhead = 0;
+	}
+	c->q[(c->qhead + c->qn) % c->qcap] = (struct qitem){e, now};
+	c->qn++;
+	c->qbytes += e->len;
+	e->refs++;
+	c->wake = 1;
+}
+
+static char *hello_json(const struct client *c, enum replay_mode mode)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *out;
+	cJSON_AddStringToObject(o, "type", "hello");
+	cJSON_AddStringToObject(o, "server", "agent-obs-streamer");
+	cJSON_AddNumberToObject(o, "protocol", 1);
+	cJSON_AddStringToObject(o, "filter", c->flt.text ? c->flt.text : "");
+	cJSON_AddStringToObject(o, "replay", mode == REPLAY_SINCE ? "since"
+	                                     : mode == REPLAY_BACKLOG ? "backlog" : "none");
+	cJSON_AddNumberToObject(o, "server_ms", (double)ev_now_ms());
+	out = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return out;
+}
+
+static void client_close(struct client *c);
+
+static int client_open(struct lws *wsi, struct client *c)
+{
+	struct stream_req req;
+	const char *field;
+	char err[320];
+
+	memset(c, 0, sizeof *c);
+	c->wsi = wsi;
+	if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)err,
+		                 strlen(err) > 120 ? 120 : strlen(err));
+		return -1;
+	}
+	c->flt = req.flt; /* moved */
+	c->serial = ++W.next_serial;
+	c->next = W.head;
+	if (W.head)
+		W.head->prev = c;
+	W.head = c;
+	c->active = 1;
+	W.nclients++;
+	met_set(W.s->m.clients, (double)W.nclients);
+	met_inc(W.s->m.connections, 1);
+	ctl_push(c, hello_json(c, req.mode));
+	if (req.mode == REPLAY_NONE) {
+		c->state = C_LIVE;
+	} else {
+		struct replay *r = calloc(1, sizeof *r);
+		if (!r || !(r->filter = strdup(c->flt.text ? c->flt.text : ""))) {
+			free(r);
+			client_close(c);
+			return -1;
+		}
+		r->client = c->serial;
+		r->mode = req.mode;
+		r->since = req.since;
+		r->backlog = req.backlog;
+		c->state = C_REPLAY_WAIT;
+		source_request_replay(W.s, r);
+	}
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+static void client_close(struct client *c)
+{
+	if (!c || !c->active)
+		return;
+	c->active = 0;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		W.head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	W.nclients--;
+	met_set(W.s->m.clients, (double)W.nclients);
+	queue_clear(c);
+	free(c->q);
+	c->q = NULL;
+	client_replay_free(c);
+	while (c->ctl) {
+		struct ctl *m = c->ctl;
+		c->ctl = m->next;
+		free(m);
+	}
+	c->ctl_tail = NULL;
+	free(c->rx);
+	c->rx = NULL;
+	flt_free(&c->flt);
+}
+
+static int drop_covered(struct client *c, struct sev *e)
+{
+	return rs_id_cmp(e->id, c->covered) > 0;
+}
+
+static int keep_matching(struct client *c, struct sev *e)
+{
+	return flt_match(&c->flt, &e->f);
+}
+
+/* The worker answered this client's replay. */
+static void replay_ready(struct client *c, struct replay *r)
+{
+	if (c->dropping || c->state != C_REPLAY_WAIT) {
+		replay_free(r);
+		return;
+	}
+	/* The filter may have changed since the request: apply the current one. */
+	size_t w = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		if (flt_match(&c->flt, &r->ev[i]->f))
+			r->ev[w++] = r->ev[i];
+		else
+			sev_unref(r->ev[i]);
+	}
+	r->n = w;
+	c->covered = r->covered;
+	c->skip = 1;
+	queue_retain(c, drop_covered);
+	c->rp = r;
+	c->rp_pos = 0;
+	c->state = C_REPLAY_SEND;
+	lws_callback_on_writable(c->wsi);
+}
+
+static char *replay_done_json(const struct replay *r)
+{
+	char covered[48];
+	cJSON *o = cJSON_CreateObject();
+	char *out;
+	rs_id_format(r->covered, covered);
+	cJSON_AddStringToObject(o, "type", "replay_done");
+	cJSON_AddNumberToObject(o, "count", (double)r->n);
+	cJSON_AddStringToObject(o, "covered", covered);
+	cJSON_AddBoolToObject(o, "complete", r->complete);
+	if (!r->complete)
+		cJSON_AddStringToObject(o, "note", r->note);
+	out = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Frames */
+
+static int fbuf_reserve(size_t n)
+{
+	if (LWS_PRE + n <= W.fcap)
+		return 0;
+	size_t cap = W.fcap ? W.fcap : 65536;
+	while (cap < LWS_PRE + n)
+		cap *= 2;
+	unsigned char *nb = realloc(W.fbuf, cap);
+	if (!nb)
+		return -1;
+	W.fbuf = nb;
+	W.fcap = cap;
+	return 0;
+}
+
+/* Copy events get(0..) into the frame buffer: a lone event as itself, more
+ * as a JSON array, within the frame limits (at least one event). Returns
+ * the number of events taken, 0 on OOM; *len receives the frame length. */
+static size_t frame_build(struct sev *(*get)(struct client *, size_t), struct client *c,
+                          size_t avail, size_t *len)
+{
+	const struct streamer_conf *cf = &W.s->cf;
+	size_t k = 0, bytes = 0;
+	while (k < avail && (long long)k < cf->frame_max_events) {
+		size_t add = get(c, k)->len + 1;
+		if (k > 0 && (long long)(bytes + add) > cf->frame_max_bytes)
+			break;
+		bytes += add;
+		k++;
+	}
+	if (fbuf_reserve(bytes + 2))
+		return 0;
+	unsigned char *p = W.fbuf + LWS_PRE;
+	if (k == 1) {
+		struct sev *e = get(c, 0);
+		memcpy(p, e->msg, e->len);
+		*len = e->len;
+		return 1;
+	}
+	*p++ = '[';
+	for (size_t i = 0; i < k; i++) {
+		struct sev *e = get(c, i);
+		if (i)
+			*p++ = ',';
+		memcpy(p, e->msg, e->len);
+		p += e->len;
+	}
+	*p++ = ']';
+	*len = (size_t)(p - (W.fbuf + LWS_PRE));
+	return k;
+}
+
+static struct sev *get_queued(struct client *c, size_t i)
+{
+	return c->q[(c->qhead + i) % c->qcap].e;
+}
+
+static struct sev *get_replayed(struct client *c, size_t i)
+{
+	return c->rp->ev[c->rp_pos + i];
+}
+
+static int write_text(struct client *c, const void *src, size_t len)
+{
+	if (src && fbuf_reserve(len))
+		return -1;
+	if (src)
+		memcpy(W.fbuf + LWS_PRE, src, len);
+	int n = lws_write(c->wsi, W.fbuf + LWS_PRE, len, LWS_WRITE_TEXT);
+	if (n < 0)
+		return -1;
+	met_inc(W.s->m.frames, 1);
+	return 0;
+}
+
+/* One writable callback: exactly one lws_write, then ask for the next
+ * callback while anything is left. */
+static int client_write(struct client *c)
+{
+	size_t len = 0, k;
+
+	if (c->dropping)
+		return -1; /* lws sends the close frame set by drop_client */
+	if (c->ctl) {
+		struct ctl *m = c->ctl;
+		c->ctl = m->next;
+		if (!c->ctl)
+			c->ctl_tail = NULL;
+		int rc = write_text(c, m->msg, m->len);
+		free(m);
+		if (rc)
+			return -1;
+	} else if (c->state == C_REPLAY_SEND) {
+		if (c->rp_pos < c->rp->n) {
+			k = frame_build(get_replayed, c, c->rp->n - c->rp_pos, &len);
+			if (!k || write_text(c, NULL, len))
+				return -1;
+			for (size_t i = 0; i < k; i++)
+				sev_unref(c->rp->ev[c->rp_pos + i]);
+			c->rp_pos += k;
+			met_inc(W.s->m.events_sent, (double)k);
+		}
+		if (c->rp_pos >= c->rp->n) {
+			ctl_push(c, replay_done_json(c->rp));
+			client_replay_free(c);
+			c->state = C_LIVE;
+		}
+	} else if (c->state == C_LIVE && c->qn) {
+		k = frame_build(get_queued, c, c->qn, &len);
+		if (!k || write_text(c, NULL, len))
+			return -1;
+		int64_t now = ev_now_ms();
+		for (size_t i = 0; i < k; i++) {
+			struct sev *e = get_queued(c, i);
+			met_observe(W.s->m.lag, (double)(now - (int64_t)e->id.ms) / 1000.0);
+			c->qbytes -= e->len;
+			sev_unref(e);
+		}
+		c->qhead = (c->qhead + k) % c->qcap;
+		c->qn -= k;
+		met_inc(W.s->m.events_sent, (double)k);
+		if (c->qn == 0 && c->qcap > 256) { /* caught up: give back a burst's memory */
+			free(c->q);
+			c->q = NULL;
+			c->qcap = c->qhead = 0;
+		}
+	} else {
+		return 0;
+	}
+	if (c->ctl || c->state == C_REPLAY_SEND || (c->state == C_LIVE && c->qn))
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages from clients: {"type":"filter","filter":"..."} and {"type":"ping"} */
+
+static void client_message(struct client *c, const char *msg, size_t len)
+{
+	cJSON *o = cJSON_ParseWithLength(msg, len);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+	char err[320];
+
+	if (!cJSON_IsObject(o) || !cJSON_IsString(type)) {
+		ctl_push(c, error_msg("type", "expected a JSON object with a string \"type\" "
+		                                     "(\"filter\" or \"ping\")"));
+	} else if (strcmp(type->valuestring, "filter") == 0) {
+		const cJSON *ft = cJSON_GetObjectItemCaseSensitive(o, "filter");
+		struct filter nf;
+		if (!cJSON_IsString(ft)) {
+			ctl_push(c, error_msg("filter", "\"filter\" must be a string (\"\" for everything)"));
+		} else if (flt_parse(ft->valuestring, strlen(ft->valuestring), &nf, err, sizeof err)) {
+			met_inc(W.s->m.bad_requests, 1);
+			ctl_push(c, error_msg("filter", err)); /* the old filter stays */
+		} else {
+			flt_free(&c->flt);
+			c->flt = nf;
+			/* from the acknowledgement on, only matching events arrive */
+			queue_retain(c, keep_matching);
+			if (c->rp) {
+				size_t w = c->rp_pos;
+				for (size_t i = c->rp_pos; i < c->rp->n; i++) {
+					if (flt_match(&c->flt, &c->rp->ev[i]->f))
+						c->rp->ev[w++] = c->rp->ev[i];
+					else
+						sev_unref(c->rp->ev[i]);
+				}
+				c->rp->n = w;
+			}
+			cJSON *a = cJSON_CreateObject();
+			cJSON_AddStringToObject(a, "type", "filter");
+			cJSON_AddStringToObject(a, "filter", c->flt.text);
+			ctl_push(c, cJSON_PrintUnformatted(a));
+			cJSON_Delete(a);
+		}
+	} else if (strcmp(type->valuestring, "ping") == 0) {
+		cJSON *a = cJSON_CreateObject();
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "t");
+		cJSON_AddStringToObject(a, "type", "pong");
+		if (cJSON_IsNumber(t))
+			cJSON_AddNumberToObject(a, "t", t->valuedouble);
+		cJSON_AddNumberToObject(a, "server_ms", (double)ev_now_ms());
+		cJSON_AddNumberToObject(a, "queued", (double)c->qn);
+		ctl_push(c, cJSON_PrintUnformatted(a));
+		cJSON_Delete(a);
+	} else {
+		ctl_push(c, error_msg("type", "unknown message type (expected \"filter\" or \"ping\")"));
+	}
+	cJSON_Delete(o);
+	if (c->ctl)
+		lws_callback_on_writable(c->wsi);
+}
+
+static int client_receive(struct client *c, struct lws *wsi, const void *in, size_t len)
+{
+	if (c->dropping)
+		return 0;
+	if (lws_frame_is_binary(wsi)) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text only", 9);
+		return -1;
+	}
+	if (c->rxlen + len > RX_MAX) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message over 8 KiB", 18);
+		return -1;
+	}
+	if (!c->rx && !(c->rx = malloc(RX_MAX)))
+		return -1;
+	memcpy(c->rx + c->rxlen, in, len);
+	c->rxlen += len;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return 0;
+	client_message(c, c->rx, c->rxlen);
+	c->rxlen = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Wake-up: new events from the reader, replay answers from the worker */
+
+static void service_wake(void)
+{
+	struct streamer *s = W.s;
+	struct sev **v;
+	size_t n;
+	struct replay *done;
+
+	pthread_mutex_lock(&s->mu);
+	v = s->inbox;
+	n = s->inbox_n;
+	size_t vcap = s->inbox_cap;
+	s->inbox = W.spare;
+	s->inbox_cap = W.spare_cap;
+	s->inbox_n = 0;
+	done = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	met_set(s->m.inbox, 0);
+	pthread_cond_broadcast(&s->drained);
+	pthread_mutex_unlock(&s->mu);
+	W.spare = v; /* emptied below, reused at the next wake-up */
+	W.spare_cap = vcap;
+
+	while (done) {
+		struct replay *r = done;
+		struct client *c;
+		done = r->next;
+		r->next = NULL;
+		for (c = W.head; c && c->serial != r->client; c = c->next)
+			;
+		if (c)
+			replay_ready(c, r);
+		else
+			replay_free(r);
+	}
+
+	int64_t now = mono_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct sev *e = v[i];
+		for (struct client *c = W.head; c; c = c->next)
+			if (!c->dropping && flt_match(&c->flt, &e->f))
+				enqueue(c, e, now);
+		sev_unref(e);
+	}
+	for (struct client *c = W.head; c; c = c->next) {
+		if (c->wake) {
+			c->wake = 0;
+			if (!c->dropping && c->state == C_LIVE)
+				lws_callback_on_writable(c->wsi);
+		}
+	}
+}
+
+static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len)
+{
+	struct client *c = user;
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		return client_open(wsi, c);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return c && c->active ? client_write(c) : 0;
+	case LWS_CALLBACK_RECEIVE:
+		return c && c->active ? client_receive(c, wsi, in, len) : 0;
+	case LWS_CALLBACK_CLOSED:
+		client_close(c);
+		break;
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		if (W.s)
+			service_wake();
+		break;
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		/* new connections start bound to the vhost's default protocol,
+		 * which is this one (see pvo below) */
+		return confirm_upgrade(wsi);
+	default:
+		/* plain HTTP on this protocol (the file mount): lws's own handling */
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Periodic tick: drop clients whose oldest queued event waited too long,
+ * refresh gauges, and let the loop notice a stop request. */
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+	int64_t now = mono_ms();
+	size_t queued = 0;
+	(void)sul;
+	for (struct client *c = W.head; c; c = c->next) {
+		queued += c->qn;
+		if (!c->dropping && c->state == C_LIVE && c->qn &&
+		    now - c->q[c->qhead].t > W.s->cf.client_max_lag_ms)
+			drop_client(c, "lag", "too slow: events waited too long");
+	}
+	met_set(W.s->m.queued, (double)queued);
+	lws_sul_schedule(W.ctx, 0, &W.tick, tick, TICK_US);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle */
+
+static const struct lws_protocols protocols[] = {
+	{"http", cb_http, sizeof(struct http_req), 0, 0, NULL, 0},
+	{PROTO_WS, cb_ws, sizeof(struct client), 4096, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* Make the stream protocol the default for upgrades that name none. */
+static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
+static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, PROTO_WS, ""};
+
+static void lws_log(int level, const char *line)
+{
+	char msg[512];
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	snprintf(msg, sizeof msg, "%.*s", (int)n, line);
+	log_kv(level & LLL_ERR ? LOG_ERROR : LOG_WARN, "libwebsockets", "detail", msg, NULL);
+}
+
+int ws_start(struct streamer *s, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+	static const char *const cb_paths[] = {"/healthz", "/readyz", "/metrics", "/stream"};
+	struct stat st;
+
+	W.s = s;
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+
+	if (!realpath(s->cf.web_root, W.web_root)) {
+		log_kv(LOG_WARN, "dashboard files not found (run make); / will answer 404", "web_root",
+		       s->cf.web_root, NULL);
+		snprintf(W.web_root, sizeof W.web_root, "%s", s->cf.web_root);
+	} else {
+		char index[PATH_MAX + 16];
+		snprintf(index, sizeof index, "%s/index.html", W.web_root);
+		if (stat(index, &st) != 0)
+			log_kv(LOG_WARN, "dashboard index.html missing (run make); / will answer 404", "web_root",
+			       W.web_root, NULL);
+	}
+
+	memset(W.mounts, 0, sizeof W.mounts);
+	W.mounts[0].mountpoint = "/";
+	W.mounts[0].origin = W.web_root;
+	W.mounts[0].def = "index.html";
+	W.mounts[0].origin_protocol = LWSMPRO_FILE;
+	W.mounts[0].mountpoint_len = 1;
+	for (int i = 0; i < 4; i++) {
+		struct lws_http_mount *m = &W.mounts[i + 1];
+		m->mount_next = &W.mounts[i];
+		m->mountpoint = cb_paths[i];
+		m->protocol = "http";
+		m->origin_protocol = LWSMPRO_CALLBACK;
+		m->mountpoint_len = (unsigned char)strlen(cb_paths[i]);
+	}
+
+	memset(&W.retry, 0, sizeof W.retry);
+	W.retry.secs_since_valid_ping = (uint16_t)s->cf.ping_interval_s;
+	W.retry.secs_since_valid_hangup = (uint16_t)s->cf.ping_timeout_s;
+
+	memset(&info, 0, sizeof info);
+	info.port = (int)s->cf.port;
+	info.iface = strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind;
+	info.protocols = protocols;
+	info.pvo = &pvo;
+	info.mounts = &W.mounts[4];
+	info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+	               LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+	info.retry_and_idle_policy = &W.retry;
+	info.max_http_header_data = 16384;
+	info.fd_limit_per_thread = (unsigned int)(s->cf.max_clients + 64);
+	info.count_threads = 1;
+	info.server_string = "agent-obs-streamer";
+	info.user = s;
+
+	W.ctx = lws_create_context(&info);
+	if (!W.ctx) {
+		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address?)", s->cf.bind,
+		         s->cf.port);
+		return -1;
+	}
+	s->lws = W.ctx;
+	lws_sul_schedule(W.ctx, 0, &W.tick, tick, TICK_US);
+	return 0;
+}
+
+void ws_run(struct streamer *s)
+{
+	(void)s;
+	while (!sig_stop)
+		if (lws_service(W.ctx, 0) < 0)
+			break;
+}
+
+void ws_stop(struct streamer *s)
+{
+	if (!W.ctx)
+		return;
+	W.closing = 1;
+	/* Say goodbye (1001) to every client, give the frames a moment to leave. */
+	for (struct client *c = W.head; c; c = c->next) {
+		if (c->dropping)
+			continue;
+		c->dropping = 1;
+		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"server shutting down", 20);
+		lws_callback_on_writable(c->wsi);
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
+	}
+	int64_t deadline = mono_ms() + 1500;
+	while (W.head && mono_ms() < deadline)
+		if (lws_service(W.ctx, 0) < 0)
+			break;
+	lws_sul_cancel(&W.tick);
+	lws_context_destroy(W.ctx);
+	W.ctx = NULL;
+	s->lws = NULL;
+	free(W.fbuf);
+	W.fbuf = NULL;
+	free(W.spare);
+	W.spare = NULL;
+}
