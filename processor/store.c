@@ -119,6 +119,12 @@ static enum store_result classify(struct store *s, const PGresult *r)
 	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	if (!st)
 		return STORE_RETRY;
+	/* No partition for a row: our cache of existing partitions is stale
+	 * (retention dropped one). Forget it; the retry re-creates what is needed. */
+	if (strcmp(st, "23514") == 0 && s->n_known > 0) {
+		s->n_known = 0;
+		return STORE_RETRY;
+	}
 	/* 22 data exception, 23 integrity, 42 syntax/undefined (e.g. bad JSON), 54 limits */
 	if (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 || strncmp(st, "54", 2) == 0)
 		return STORE_DATA;

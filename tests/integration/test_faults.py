@@ -200,3 +200,18 @@ def test_entries_of_a_dead_consumer_are_claimed_and_stored(st):
     wait_for(lambda: st.redis_raw("XPENDING", "agent_events", "processor").splitlines()[0] == "0", 5,
              what="nothing pending")
     assert "claimed entries idle on another consumer" in st.log("processor")
+
+
+def test_partition_dropped_behind_the_processors_back_is_recreated(st):
+    # Retention (or an operator) drops a day's partition the processor has
+    # already used: a later event for that day must still be stored.
+    day = time.time() - 3 * 86400
+    assert st.post({"event_type": "Stop", "session_id": "old-day-1", "timestamp": day})[0] == 202
+    wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='old-day-1'") == "1",
+             10, what="first old event")
+    part = "agent_events_" + time.strftime("%Y%m%d", time.gmtime(day))
+    st.sql("DROP TABLE %s" % part)
+    assert st.post({"event_type": "Stop", "session_id": "old-day-2", "timestamp": day + 1})[0] == 202
+    wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='old-day-2'") == "1",
+             10, what="event after the partition was dropped")
+    assert "old-day-2" not in st.redis_raw("XRANGE", "agent_events:dead", "-", "+")
