@@ -77,8 +77,9 @@ struct client {
 
 /* Per HTTP request on the first protocol. */
 struct http_req {
-	unsigned char *resp; /* LWS_PRE + body */
-	size_t len;
+	unsigned char *resp; /* LWS_PRE + headers + body */
+	size_t hlen, len;    /* header bytes, body bytes */
+	int deferred;        /* a request body is coming: answer when it is read */
 };
 
 /* What /stream?... asks for. */
@@ -149,10 +150,23 @@ static void stream_req_free(struct stream_req *r)
 	flt_free(&r->flt);
 }
 
-/* Parse the query arguments of the current request. 0, or -1 with the
- * offending parameter in field and the problem in err. */
+static int parse_args(struct lws *wsi, const struct streamer_conf *cf, struct stream_req *out,
+                      const char **field, char *err, size_t errlen);
+
+/* Parse the query arguments of the current request. 0 (the caller frees
+ * *out), or -1 with the offending parameter in field and the problem in err
+ * (*out then owns nothing). */
 static int stream_req_parse(struct lws *wsi, const struct streamer_conf *cf, struct stream_req *out,
                             const char **field, char *err, size_t errlen)
+{
+	if (parse_args(wsi, cf, out, field, err, errlen) == 0)
+		return 0;
+	stream_req_free(out);
+	return -1;
+}
+
+static int parse_args(struct lws *wsi, const struct streamer_conf *cf, struct stream_req *out,
+                      const char **field, char *err, size_t errlen)
 {
 	static char buf[ARG_MAX];
 	int seen_filter = 0, seen_since = 0, seen_backlog = 0;
@@ -302,6 +316,17 @@ static int ready(char *why, size_t whylen)
 	return 0;
 }
 
+/* Headers now (one write), the body in the writable callback. */
+static int http_send_headers(struct lws *wsi, struct http_req *h)
+{
+	h->deferred = 0;
+	if (lws_write(wsi, h->resp + LWS_PRE, h->hlen, LWS_WRITE_HTTP_HEADERS) < 0)
+		return -1;
+	memmove(h->resp + LWS_PRE, h->resp + LWS_PRE + h->hlen, h->len);
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
 /* Answer a request on one of the callback mounts. */
 static int http_request(struct lws *wsi, struct http_req *h)
 {
@@ -364,13 +389,15 @@ static int http_request(struct lws *wsi, struct http_req *h)
 		return -1;
 	}
 	free(owned);
-	/* headers now (one write), the body in the writable callback */
-	if (lws_write(wsi, h->resp + LWS_PRE, hlen, LWS_WRITE_HTTP_HEADERS) < 0)
-		return -1;
-	memmove(h->resp + LWS_PRE, h->resp + LWS_PRE + hlen, blen);
+	h->hlen = hlen;
 	h->len = blen;
-	lws_callback_on_writable(wsi);
-	return 0;
+	/* A request with a body (only ever refused here) is answered once lws
+	 * has read the body (LWS_CALLBACK_HTTP_BODY_COMPLETION). */
+	if (method != 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+		h->deferred = 1;
+		return 0;
+	}
+	return http_send_headers(wsi, h);
 }
 
 static int http_write_body(struct lws *wsi, struct http_req *h)
@@ -394,8 +421,14 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		return confirm_upgrade(wsi);
 	case LWS_CALLBACK_HTTP:
 		return http_request(wsi, h);
+	case LWS_CALLBACK_HTTP_BODY:
+		return 0; /* discarded: no endpoint takes a body */
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (h && h->resp && h->deferred)
+			return http_send_headers(wsi, h);
+		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		if (h && h->resp)
+		if (h && h->resp && !h->deferred)
 			return http_write_body(wsi, h);
 		break;
 	case LWS_CALLBACK_CLOSED_HTTP:

@@ -39,7 +39,7 @@ function colour(s, dark) {
 
 let step = 0
 function ok(what) {
-  console.log(`ok   ${++step} ${what}`)
+  console.log(`  check ${++step}: ${what}`)
 }
 function fail(what) {
   throw new Error(what)
@@ -243,7 +243,7 @@ async function main() {
     ok('no page errors')
   } catch (e) {
     await page.screenshot({ path: join(ART, 'dashboard-failure.png') }).catch(() => {})
-    console.log('FAIL ' + e.message)
+    console.log('  check failed: ' + e.message)
     if (problems.length) console.log(problems.join('\n'))
     await browser.close()
     process.exit(1)
