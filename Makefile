@@ -65,11 +65,12 @@ $(BUILD)/tests/test_prices: $(BUILD)/obj/processor/prices.o
 $(BUILD)/tests/test_rules: $(BUILD)/obj/alerter/rules.o
 $(BUILD)/tests/test_eval: $(BUILD)/obj/alerter/rules.o $(BUILD)/obj/alerter/eval.o
 
-# agent-hook (issue 5) starts once per hook event, so it links only what it
-# uses: libcurl (for https://) is loaded with dlopen when needed; linking it
-# would add ~9 ms of library loading to every start.
+# agent-hook (issue 5) starts once per hook event, so it loads as few shared
+# libraries as it can: libyaml and libm are linked statically, and libcurl
+# (for https://) is loaded with dlopen when needed; linking it would add
+# ~9 ms of library loading to every start.
 HOOK_OBJ    = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard hooks/*.c))
-HOOK_LDLIBS = $(shell pkg-config --libs libcjson yaml-0.1 2>/dev/null) -ldl -lm
+HOOK_LDLIBS = $(shell pkg-config --libs libcjson 2>/dev/null) -Wl,-Bstatic -lyaml -lm -Wl,-Bdynamic -ldl
 all: $(BUILD)/agent-hook
 $(BUILD)/agent-hook: $(HOOK_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -Wl,--as-needed -o $@ $^ $(HOOK_LDLIBS)

@@ -431,6 +431,7 @@ struct ev {
 	char cwd[MAX_PATH];  /* normalised, "" unknown */
 	int depth;
 	int blocked;
+	const char *noun;     /* "command" or "file change", for the reason */
 	int line_shell_stdin; /* a shell reading stdin on the current line */
 	char *pipe_text;      /* echo/printf text piped into the next command */
 };
@@ -451,8 +452,8 @@ static void verdict(struct ev *e, const char *rule, const char *what, const char
 	snip[k] = 0;
 	e->v->block = 1;
 	snprintf(e->v->rule, sizeof e->v->rule, "%s", rule);
-	snprintf(e->v->reason, sizeof e->v->reason, "agent-obs guard blocked this command (%s): %s%s%s%s",
-	         rule, what, *snip ? ": `" : "", snip, *snip ? (cmd && strlen(cmd) > 80 ? "...`" : "`") : "");
+	snprintf(e->v->reason, sizeof e->v->reason, "agent-obs guard blocked this %s (%s): %s%s%s%s",
+	         e->noun ? e->noun : "command", rule, what, *snip ? ": `" : "", snip, *snip ? (cmd && strlen(cmd) > 80 ? "...`" : "`") : "");
 }
 
 /* Word -> normalised absolute/home path in out. 0, or -1 when unknown
@@ -519,6 +520,10 @@ static enum prot protected_of(const struct ev *e, const char *path)
 	if (!strcmp(dir, "~.."))
 		return P_SYSTEM; /* the parent of an unknown home directory */
 	if (!strcmp(dir, "~") || (e->home[0] && !strcmp(dir, e->home)))
+		return P_HOME;
+	/* anyone's home: /home/<user>, /Users/<user> */
+	if ((!strncmp(dir, "/home/", 6) && dir[6] && !strchr(dir + 6, '/')) ||
+	    (!strncmp(dir, "/Users/", 7) && dir[7] && !strchr(dir + 7, '/')))
 		return P_HOME;
 	for (size_t i = 0; i < e->p->nprot; i++) {
 		const char *pp = e->p->prot[i];
@@ -1544,6 +1549,7 @@ int guard_check_path(const struct guard_policy *p, const char *tool, const char 
 {
 	struct ev e;
 	ev_init(&e, p, cx, v);
+	e.noun = "file change";
 	if (!path)
 		return 0;
 	if (p->builtin && tool_listed(NULL, tool, write_tools)) {

@@ -241,6 +241,24 @@ static char *fix_text(const char *s, size_t max, int *cut)
 	return out;
 }
 
+/* cJSON_ReplaceItemViaPointer does not carry the member name over. */
+static void replace(cJSON *parent, cJSON *item, cJSON *repl)
+{
+	if (!repl)
+		return;
+	if (item->string) {
+		size_t n = strlen(item->string) + 1;
+		repl->string = cJSON_malloc(n);
+		if (!repl->string) {
+			cJSON_Delete(repl);
+			return;
+		}
+		memcpy(repl->string, item->string, n);
+		repl->type &= ~cJSON_StringIsConst;
+	}
+	cJSON_ReplaceItemViaPointer(parent, item, repl);
+}
+
 static void fix_tree(cJSON *node, int depth, struct fin *f)
 {
 	size_t count = 0;
@@ -256,9 +274,10 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 			int dummy = 0;
 			char *k = fix_text(c->string, 256, &dummy);
 			if (k) {
-				char *nk = cJSON_malloc(strlen(k) + 1);
+				size_t kl = strlen(k) + 1;
+				char *nk = cJSON_malloc(kl);
 				if (nk) {
-					strcpy(nk, k);
+					memcpy(nk, k, kl);
 					cJSON_free(c->string);
 					c->string = nk;
 				}
@@ -274,15 +293,14 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 			}
 		} else if (cJSON_IsArray(c) || cJSON_IsObject(c)) {
 			if (depth >= MAX_NEST) {
-				cJSON *r = cJSON_CreateString("[dropped: nested too deep]");
-				cJSON_ReplaceItemViaPointer(node, c, r);
+				replace(node, c, cJSON_CreateString("[dropped: nested too deep]"));
 				f->cut = 1;
 			} else {
 				fix_tree(c, depth + 1, f);
 			}
 		} else if (cJSON_IsNumber(c) && (c->valuedouble != c->valuedouble ||
 		                                 c->valuedouble > 1e300 || c->valuedouble < -1e300)) {
-			cJSON_ReplaceItemViaPointer(node, c, cJSON_CreateNull());
+			replace(node, c, cJSON_CreateNull());
 		}
 	}
 }
@@ -312,7 +330,7 @@ static void drop_large(cJSON *ev, size_t min)
 		if (n > min) {
 			char msg[64];
 			snprintf(msg, sizeof msg, "[dropped: %zu bytes, event too large]", n);
-			cJSON_ReplaceItemViaPointer(p, c, cJSON_CreateString(msg));
+			replace(p, c, cJSON_CreateString(msg));
 		}
 	}
 }
@@ -438,6 +456,176 @@ size_t hook_transcript_scan(const char *buf, size_t len, struct hook_seen *seen,
 		if (n > 0)
 			scan_line(buf + off, n, seen, u);
 		u->lines++;
+		off += n + 1;
+	}
+	return off;
+}
+
+struct tb {
+	char *p;
+	size_t len, cap, max;
+};
+
+static void tb_put(struct tb *b, const char *s, size_t n)
+{
+	if (b->len >= b->max)
+		return;
+	if (n > b->max - b->len)
+		n = b->max - b->len;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			return;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void tb_str(struct tb *b, const char *s)
+{
+	if (b->len)
+		tb_put(b, "\n", 1);
+	tb_put(b, s, strlen(s));
+}
+
+/* Text of a content value: a string, or an array of blocks. */
+static void content_text(struct tb *b, const cJSON *content)
+{
+	if (cJSON_IsString(content)) {
+		tb_str(b, content->valuestring);
+		return;
+	}
+	for (const cJSON *blk = cJSON_IsArray(content) ? content->child : NULL; blk; blk = blk->next) {
+		const char *type = str_of(blk, "type");
+		if (!type)
+			continue;
+		if (!strcmp(type, "text") && str_of(blk, "text")) {
+			tb_str(b, str_of(blk, "text"));
+		} else if (!strcmp(type, "tool_use")) {
+			char head[160];
+			snprintf(head, sizeof head, "[tool_use %s] ", str_of(blk, "name") ? str_of(blk, "name") : "?");
+			tb_str(b, head);
+			char *in = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(blk, "input"));
+			if (in)
+				tb_put(b, in, strlen(in) > 2048 ? 2048 : strlen(in));
+			cJSON_free(in);
+		} else if (!strcmp(type, "tool_result")) {
+			tb_str(b, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(blk, "is_error")) ? "[tool_result error]"
+			                                                                              : "[tool_result]");
+			struct tb inner = {0};
+			inner.max = 4096;
+			content_text(&inner, cJSON_GetObjectItemCaseSensitive(blk, "content"));
+			if (inner.p) {
+				tb_put(b, " ", 1);
+				tb_put(b, inner.p, inner.len);
+			}
+			free(inner.p);
+		} else if (!strcmp(type, "image")) {
+			tb_str(b, "[image]");
+		}
+	}
+}
+
+/* One transcript line -> a message (NULL: not a user/assistant line);
+ * *h gets the response hash when the line carried usage (0 otherwise). */
+static cJSON *line_message(const char *line, size_t n, const struct hook_seen *seen, size_t max_text,
+                           uint64_t *h)
+{
+	*h = 0;
+	if (!memmem(line, n, "\"message\"", 9))
+		return NULL;
+	cJSON *o = cJSON_ParseWithLength(line, n);
+	const char *type = str_of(o, "type");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "message");
+	if (!type || (strcmp(type, "user") && strcmp(type, "assistant")) || !cJSON_IsObject(msg) ||
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "isMeta"))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	struct tb text = {0};
+	text.max = max_text + 4; /* a little over: cut properly below */
+	content_text(&text, cJSON_GetObjectItemCaseSensitive(msg, "content"));
+	cJSON *m = cJSON_CreateObject();
+	const char *v;
+	if ((v = str_of(o, "uuid")) && strlen(v) <= 128)
+		cJSON_AddStringToObject(m, "uuid", v);
+	cJSON_AddStringToObject(m, "role", !strcmp(type, "user") ? "user" : "assistant");
+	if (text.p) {
+		size_t rl;
+		int cnt = 0;
+		char *r = redact_buf(text.p, text.len, &rl, &cnt);
+		char *t = r ? r : text.p;
+		size_t tl = r ? rl : text.len;
+		if (tl > max_text) {
+			tl = max_text;
+			while (tl > 0 && ((unsigned char)t[tl] & 0xC0) == 0x80)
+				tl--;
+			t[tl] = 0;
+		}
+		size_t bad;
+		if (ev_utf8_valid(t, tl, &bad))
+			cJSON_AddStringToObject(m, "text", t);
+		free(r);
+	}
+	free(text.p);
+	if ((v = str_of(o, "timestamp")))
+		cJSON_AddStringToObject(m, "timestamp", v);
+	if (!strcmp(type, "assistant")) {
+		const char *model = str_of(msg, "model");
+		if (model && model[0] != '<')
+			cJSON_AddStringToObject(m, "model", model);
+		const cJSON *usage = cJSON_GetObjectItemCaseSensitive(msg, "usage");
+		if (cJSON_IsObject(usage)) {
+			const char *a = str_of(msg, "id"), *b = str_of(o, "requestId");
+			uint64_t hh = hook_hash(a ? a : "", a ? strlen(a) : 0, 0);
+			hh = hook_hash("\x1f", 1, hh);
+			hh = hook_hash(b ? b : "", b ? strlen(b) : 0, hh);
+			if (!hook_seen_has(seen, hh)) {
+				*h = hh;
+				cJSON *t = cJSON_AddObjectToObject(m, "tokens");
+				cJSON_AddNumberToObject(t, "input", (double)usage_num(usage, "input_tokens"));
+				cJSON_AddNumberToObject(t, "output", (double)usage_num(usage, "output_tokens"));
+				cJSON_AddNumberToObject(t, "cache_read", (double)usage_num(usage, "cache_read_input_tokens"));
+				cJSON_AddNumberToObject(t, "cache_creation",
+				                        (double)usage_num(usage, "cache_creation_input_tokens"));
+			}
+		}
+	}
+	cJSON_Delete(o);
+	return m;
+}
+
+size_t hook_transcript_messages(const char *buf, size_t len, struct hook_seen *seen,
+                                size_t max_messages, size_t max_bytes, size_t max_text, cJSON *out)
+{
+	size_t off = 0, bytes = 0, count = 0;
+	while (off < len && count < max_messages) {
+		const char *nl = memchr(buf + off, '\n', len - off);
+		if (!nl)
+			break;
+		size_t n = (size_t)(nl - (buf + off));
+		uint64_t h;
+		cJSON *m = n ? line_message(buf + off, n, seen, max_text, &h) : NULL;
+		if (m) {
+			char *t = cJSON_PrintUnformatted(m);
+			size_t sz = t ? strlen(t) + 1 : 0;
+			cJSON_free(t);
+			if (count > 0 && bytes + sz > max_bytes) {
+				cJSON_Delete(m);
+				break; /* this line goes in the next request */
+			}
+			bytes += sz;
+			count++;
+			if (h)
+				hook_seen_add(seen, h);
+			cJSON_AddItemToArray(out, m);
+		}
 		off += n + 1;
 	}
 	return off;

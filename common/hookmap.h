@@ -81,6 +81,17 @@ struct hook_usage {
 size_t hook_transcript_scan(const char *buf, size_t len, struct hook_seen *seen,
                             struct hook_usage *u);
 
+/* The messages of the complete lines of [buf, buf+len) for POST /transcripts
+ * (user and assistant lines): {uuid, role, text, timestamp, model, tokens},
+ * appended to the array `out`. text joins the text blocks, tool calls
+ * ("[tool_use Bash] {...}") and tool results, redacted and cut at
+ * max_text bytes; tokens only on the first line of an API response (`seen`).
+ * Stops before max_messages messages or max_bytes of JSON. Returns the bytes
+ * consumed: everything up to the last line taken (or skipped). */
+size_t hook_transcript_messages(const char *buf, size_t len, struct hook_seen *seen,
+                                size_t max_messages, size_t max_bytes, size_t max_text,
+                                cJSON *out);
+
 /* tokens {input, output, cache_read, cache_creation}, payload.model and
  * payload.transcript {lines, responses} when u counted any response. */
 void hook_set_usage(cJSON *ev, const struct hook_usage *u);

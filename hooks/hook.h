@@ -3,7 +3,8 @@
  *   send.c        HTTP POST: a built-in HTTP/1.1 client for http:// URLs
  *                 (the hot path), libcurl (loaded on demand) for https://
  *   spool.c       the bounded on-disk spool and delivery (spool first, in order)
- *   transcript.c  incremental token usage from transcript JSONL
+ *   transcript.c  incremental token usage from transcript JSONL, and its
+ *                 messages forwarded to POST /transcripts
  * The mapping, guard and redaction are shared with the collector:
  * common/hookmap.c, common/guard.c, common/redact.c. */
 #ifndef HOOK_H
@@ -61,5 +62,10 @@ long spool_count(const struct hook_conf *c);
 /* Add the usage of transcript lines appended since the last call for this
  * file (offset and seen responses kept under c->state_dir). 0 / -1. */
 int transcript_usage(const struct hook_conf *c, const char *path, struct hook_usage *u);
+/* POST the messages appended since the last accepted send to /transcripts
+ * (agent_id NULL: the main agent); *sent counts them. 0, or -1 when the
+ * collector could not be reached (they go next time). */
+int transcript_forward(const struct hook_conf *c, const char *path, const char *session_id,
+                       const char *agent_id, long *sent);
 
 #endif

@@ -6,7 +6,8 @@
  * it blocks, print the deny decision on stdout and the reason on stderr and
  * exit 2; on Stop/SubagentStop add the token usage of the new transcript
  * lines (transcript.c); redact and bound the event (hook_finish); deliver it
- * (spool.c: the spool first, in order; spooled when the collector is down).
+ * (spool.c: the spool first, in order; spooled when the collector is down);
+ * after a Stop, forward the new transcript messages to POST /transcripts.
  * Capture fails open: every problem short of a guard block exits 0.
  *
  * Other modes: emit (events from scripts and other agents), check (ask the
@@ -188,10 +189,8 @@ static char *read_stdin(size_t *len)
 	size_t cap = 16384, n = 0;
 	char *buf = malloc(cap + 1);
 	*len = 0;
-	if (!buf || isatty(0)) {
-		free(buf);
+	if (!buf)
 		return NULL;
-	}
 	for (;;) {
 		if (n == cap) {
 			if (cap >= HOOK_MAX_INPUT) {
@@ -238,6 +237,11 @@ static int deliver(const struct hook_conf *c, cJSON *ev)
 static int run_hook(const struct hook_conf *c, const char *name_hint)
 {
 	size_t len;
+	if (isatty(0)) {
+		/* run by hand: there is no hook input to wait for */
+		fputs(usage_text, stderr);
+		return 0;
+	}
 	char *input = read_stdin(&len);
 	struct hook_opts o = {c->source_app, "agent-hook", ev_now_ms()};
 	cJSON *in = input && len ? cJSON_ParseWithLength(input, len) : NULL;
@@ -280,6 +284,9 @@ static int run_hook(const struct hook_conf *c, const char *name_hint)
 		if (tp && *tp && transcript_usage(c, tp, &u) == 0)
 			hook_set_usage(ev, &u);
 	}
+	const char *tp = NULL;
+	if (!strcmp(type, "Stop") || !strcmp(type, "SubagentStop"))
+		tp = str_at(payload, !strcmp(type, "Stop") ? "transcript_path" : "agent_transcript_path");
 	if (code == 2) {
 		/* the reason must stay the only line on stderr */
 		struct hook_conf quiet = *c;
@@ -287,6 +294,12 @@ static int run_hook(const struct hook_conf *c, const char *name_hint)
 		deliver(&quiet, ev);
 	} else {
 		deliver(c, ev);
+	}
+	if (tp && *tp) {
+		/* the new transcript messages, for the history API */
+		long sent;
+		transcript_forward(c, tp, str_at(ev, "session_id"),
+		                   str_at(ev, "parent_agent_id") ? str_at(ev, "agent_id") : NULL, &sent);
 	}
 out:
 	cJSON_Delete(ev);

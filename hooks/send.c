@@ -177,10 +177,11 @@ static enum send_result post_plain(const struct url *u, const char *path, const 
 	int fd = connect_to(u, deadline, err, errlen);
 	if (fd < 0)
 		return SEND_RETRY;
+	int v6 = strchr(u->host, ':') != NULL;
 	int hl = snprintf(hdr, sizeof hdr,
-	                  "POST %s%s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: agent-hook/1\r\n"
+	                  "POST %s%s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUser-Agent: agent-hook/1\r\n"
 	                  "Content-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	                  u->base, path, u->host, u->port, ctype, len);
+	                  u->base, path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, ctype, len);
 	struct iovec iov[2] = {{hdr, (size_t)hl}, {(void *)body, len}};
 	int iovn = 2;
 	enum send_result rc = SEND_RETRY;
@@ -252,7 +253,7 @@ static enum send_result post_plain(const struct url *u, const char *path, const 
 		snprintf(err, errlen, "not an HTTP response");
 		goto out;
 	}
-	*status = atoi(resp + 9);
+	*status = (int)strtol(resp + 9, NULL, 10);
 	rc = classify(*status);
 	if (rc != SEND_OK) {
 		/* keep the collector's one-line reason */

@@ -1,15 +1,18 @@
 /* spool.c -- delivery with a bounded on-disk spool.
  *
  * When the collector cannot be reached, an event goes into the spool
- * directory as one file, <ns since epoch>-<pid>-<n>.json, written to a
+ * directory as one file, <ns since epoch>-<pid>-<n>-<bytes>.json (names sort
+ * oldest first; the size in the name spares a stat per file), written to a
  * temporary name, synced and renamed (a crash leaves no half event). The
  * spool is bounded in files and bytes; when full, the oldest events are
  * dropped (with a warning).
  *
  * A hook that finds the spool non-empty takes the flush lock (flock on
  * <spool>/.lock, never waited for: a hook must not stall the agent) and
- * sends the spooled events oldest first as NDJSON batches, the current event
- * last; each file is deleted only after the collector acknowledged it.
+ * sends the spooled events oldest first (the oldest alone first: a cheap
+ * probe while the collector is still down), then as NDJSON batches, the
+ * current event last; each file is deleted only after the collector
+ * acknowledged it.
  * Events keep their id and timestamp, so a batch re-sent after a lost answer
  * is stored once (the processor de-duplicates on the id). A hook that finds
  * the lock taken appends its event behind the others: the flusher re-reads
@@ -70,7 +73,14 @@ static int by_name(const void *a, const void *b)
 	return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
-/* Event files, oldest first. *total_bytes may be NULL (no stat calls). */
+/* Size from a name "<ns>-<pid>-<n>-<bytes>.json" (0 when absent). */
+static long long size_of_name(const char *name)
+{
+	const char *dot = strrchr(name, '.'), *dash = dot ? memrchr(name, '-', (size_t)(dot - name)) : NULL;
+	return dash ? strtoll(dash + 1, NULL, 10) : 0;
+}
+
+/* Event files, oldest first; *total_bytes (may be NULL) sums their sizes. */
 static struct entry *list_spool(const char *dir, size_t *n, long long *total_bytes)
 {
 	DIR *d = opendir(dir);
@@ -93,13 +103,9 @@ static struct entry *list_spool(const char *dir, size_t *n, long long *total_byt
 			v = nv;
 		}
 		snprintf(v[*n].name, sizeof v->name, "%s", de->d_name);
-		v[*n].size = 0;
-		if (total_bytes) {
-			struct stat st;
-			if (fstatat(dirfd(d), de->d_name, &st, 0) == 0)
-				v[*n].size = st.st_size;
+		v[*n].size = size_of_name(de->d_name);
+		if (total_bytes)
 			*total_bytes += v[*n].size;
-		}
 		(*n)++;
 	}
 	closedir(d);
@@ -181,7 +187,8 @@ static int spool_append(const struct hook_conf *c, const char *ev, size_t len)
 	clock_gettime(CLOCK_REALTIME, &t);
 	long long ns = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%d-%u", c->spool_dir, (int)getpid(), seq);
-	snprintf(path, sizeof path, "%s/%019lld-%07d-%03u.json", c->spool_dir, ns, (int)getpid(), seq++ % 1000);
+	snprintf(path, sizeof path, "%s/%019lld-%07d-%03u-%zu.json", c->spool_dir, ns, (int)getpid(), seq++ % 1000,
+	         len);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		hook_warn(c, "cannot write to the spool %s: %s", c->spool_dir, strerror(errno));
@@ -301,7 +308,7 @@ static int flush_locked(const struct hook_conf *c, const char *cur, size_t curle
 	char err[256];
 	int status;
 	*cur_done = 0;
-	for (;;) {
+	for (int first = 1;; first = 0) {
 		size_t n;
 		struct entry *v = list_spool(c->spool_dir, &n, NULL);
 		if (n == 0) {
@@ -319,7 +326,8 @@ static int flush_locked(const struct hook_conf *c, const char *cur, size_t curle
 		}
 		struct sbuf b = {0};
 		size_t taken = 0;
-		for (; taken < n && taken < BATCH_EVENTS && b.len < BATCH_BYTES; taken++) {
+		size_t max_take = first ? 1 : BATCH_EVENTS;
+		for (; taken < n && taken < max_take && b.len < BATCH_BYTES; taken++) {
 			char path[PATH_MAX];
 			size_t len;
 			snprintf(path, sizeof path, "%s/%s", c->spool_dir, v[taken].name);

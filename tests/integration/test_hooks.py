@@ -174,6 +174,14 @@ def test_core_events_mapped(st):
                  "WHERE session_id = :'p1' AND event_type IN ('Stop','SubagentStop') ORDER BY event_type", s)
     assert tok == [["Stop", "1500", "120", "11000", "300", "claude-sonnet-4-5-20250929", "2"],
                    ["SubagentStop", "900", "120", "0", "0", "claude-haiku-4-5", "1"]], tok
+    # the transcript messages went to the history API (POST /transcripts)
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM transcript_messages WHERE session_id = :'p1'", s)) == 5,
+             10, what="5 transcript messages")
+    msgs = st.sql("SELECT agent_id, role, left(text, 20), coalesce(tokens_input::text,'') FROM transcript_messages "
+                  "WHERE session_id = :'p1' ORDER BY agent_id, ts, tokens_input NULLS LAST", s)
+    assert sorted(msgs) == sorted([["", "user", "fix the failing test", ""], ["", "assistant", "ok", "1200"],
+                                   ["", "assistant", "more", ""], ["", "assistant", "ok", "300"],
+                                   ["agent-7f3a", "assistant", "ok", "900"]]), msgs
 
 
 def test_transcript_read_incrementally(st):
@@ -195,6 +203,28 @@ def test_transcript_read_incrementally(st):
     got = rows(st, s, "coalesce(tokens_input::text,'-'), coalesce(tokens_output::text,'-'), "
                       "payload->'transcript'->>'responses'")
     assert got == [["300", "30", "2"], ["1000", "101", "2"], ["-", "-", "0"]], got
+
+
+def test_transcript_messages_sent_after_an_outage(st):
+    s = "hk-trout-" + uuid.uuid4().hex[:8]
+    tp = os.path.join(st.tmp, s + ".jsonl")
+    secret = "sk-ant-api03-" + "Zz9" * 10
+    with open(tp, "w") as f:
+        f.write(user_line("deploy with ANTHROPIC_API_KEY=%s please" % secret) + "\n")
+        f.write(assistant_line("m1", "r1", 10, 5, text="Deploying now.") + "\n")
+    spool = os.path.join(st.tmp, "spool-trout")
+    down = hook_env(st, OBS_HOOK_SPOOL_DIR=spool, OBS_COLLECTOR_URL="http://127.0.0.1:%d" % free_port())
+    stop = dict(base(s, "Stop", stop_hook_active=False), transcript_path=tp)
+    rc, _, _, dt = run_hook(st, stop, env=down)
+    assert rc == 0 and dt < 0.5
+    with open(tp, "a") as f:
+        f.write(assistant_line("m2", "r2", 20, 7, text="Done.") + "\n")
+    assert run_hook(st, stop, env=hook_env(st, OBS_HOOK_SPOOL_DIR=spool))[0] == 0
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM transcript_messages WHERE session_id = :'p1'", s)) == 3,
+             10, what="3 messages")
+    texts = [r[0] for r in st.sql("SELECT text FROM transcript_messages WHERE session_id = :'p1' ORDER BY ts", s)]
+    assert secret not in " ".join(texts) and any("[REDACTED:anthropic_key]" in t for t in texts), texts
+    wait_for(lambda: count(st, s) == 2, 10, what="2 Stop rows")  # the spooled Stop went too
 
 
 def test_all_31_event_names_accepted(st):
@@ -428,6 +458,21 @@ def test_emit_from_scripts(st):
     assert r.returncode == 0 and "OBS_COLLECTOR_URL" in r.stdout and "OBS_HOOK_SPOOL_DIR" in r.stdout
 
 
+def test_libcurl_transport(st):
+    """OBS_HOOK_TRANSPORT=curl (and every https:// URL) sends through libcurl, loaded on demand."""
+    s = "hk-curl-" + uuid.uuid4().hex[:8]
+    env = hook_env(st, OBS_HOOK_TRANSPORT="curl", OBS_HOOK_SPOOL_DIR=os.path.join(st.tmp, "spool-curl"))
+    rc, out, err, _ = run_hook(st, base(s, "UserPromptSubmit", prompt="via libcurl"), env=env)
+    assert rc == 0 and err == "", (rc, err)
+    wait_for(lambda: count(st, s) == 1, 10, what="row")
+    down = dict(env, OBS_COLLECTOR_URL="http://127.0.0.1:%d" % free_port())
+    rc, out, err, dt = run_hook(st, base(s, "Stop"), env=down)
+    assert rc == 0 and dt < 0.5 and len(spooled(env["OBS_HOOK_SPOOL_DIR"])) == 1, (rc, dt, err)
+    rc, out, err, _ = run_hook(st, base(s, "SessionEnd", reason="other"), env=env)
+    assert rc == 0
+    wait_for(lambda: count(st, s) == 3, 10, what="3 rows")
+
+
 # ---------------------------------------------------------------------------
 # installer
 
@@ -636,3 +681,24 @@ def test_otlp_logs_endpoint(st):
     st_, _, b = st.post({"resourceLogs": [{"scopeLogs": [{"logRecords": [7, {"body": {"stringValue": "hello"}}]}]}]},
                         path="/v1/logs")
     assert st_ == 200 and b["partialSuccess"]["rejectedLogRecords"] == "1", b
+
+
+def test_http_hook_guard_answers_without_redis(st):
+    """Last in this module: stops Redis. A PreToolUse still gets its decision."""
+    s = "hk-noredis-" + uuid.uuid4().hex[:8]
+    st.stop_redis()
+    try:
+        wait_for(lambda: request(st.collector_port, "GET", "/readyz")[0] == 503, 10, what="collector not ready")
+        bad = base(s, "PreToolUse", tool_name="Bash", tool_input={"command": "rm -rf ~"})
+        status, _, body = st.post(bad, path="/hooks/claude-code")
+        assert status == 200 and body["hookSpecificOutput"]["permissionDecision"] == "deny", (status, body)
+        ok = base(s, "PreToolUse", tool_name="Bash", tool_input={"command": "ls"})
+        status, _, body = st.post(ok, path="/hooks/claude-code")
+        assert status == 200 and body == {}, (status, body)
+        status, hdrs, body = st.post(base(s, "Notification", message="x"), path="/hooks/claude-code")
+        assert status == 503 and "retry-after" in hdrs, (status, body)
+        status, hdrs, body = st.post(otlp_body(s, "p"), path="/v1/logs")
+        assert status == 503, (status, body)
+    finally:
+        st.start_redis()
+        wait_for(lambda: request(st.collector_port, "GET", "/readyz")[0] == 200, 15, what="collector ready")

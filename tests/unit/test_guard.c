@@ -186,6 +186,11 @@ static void test_unknown_cwd_and_home(void **state)
 	assert_string_equal(v.rule, "rm-home");
 	assert_int_equal(guard_check_command(p, "rm -rf $HOME", &none, &v), 1);
 	assert_int_equal(guard_check_command(p, "rm -rf ~/..", &none, &v), 1);
+	/* anyone's home directory, with or without knowing ours */
+	assert_int_equal(guard_check_command(p, "sudo rm -rf /home/bob", &none, &v), 1);
+	assert_string_equal(v.rule, "rm-home");
+	assert_int_equal(guard_check_command(p, "rm -rf /Users/alice/", &none, &v), 1);
+	assert_int_equal(guard_check_command(p, "rm -rf /home/bob/tmp", &none, &v), 0);
 	/* relative paths cannot be resolved: allowed */
 	assert_int_equal(guard_check_command(p, "rm -rf ..", &none, &v), 0);
 	assert_int_equal(guard_check_command(p, "rm -rf build", &none, &v), 0);

@@ -261,12 +261,13 @@ static void test_finish(void **state)
 	cJSON_Delete(ev);
 
 	/* nesting deeper than the collector allows */
-	char deep[2048] = "{\"hook_event_name\":\"Stop\",\"x\":";
+	char deep[2048];
+	size_t o = (size_t)snprintf(deep, sizeof deep, "{\"hook_event_name\":\"Stop\",\"x\":");
 	for (int i = 0; i < 60; i++)
-		strcat(deep, "[");
+		deep[o++] = '[';
 	for (int i = 0; i < 60; i++)
-		strcat(deep, "]");
-	strcat(deep, "}");
+		deep[o++] = ']';
+	snprintf(deep + o, sizeof deep - o, "}");
 	ev = map(deep, NULL);
 	out = hook_finish(ev, 16384, 240 * 1024, &len);
 	assert_non_null(strstr(out, "nested too deep"));
@@ -339,6 +340,54 @@ static void test_transcript(void **state)
 	assert_false(hook_seen_has(&seen, 5));
 	assert_true(hook_seen_has(&seen, HOOK_SEEN_MAX + 10));
 	assert_true(hook_seen_has(&seen, 11));
+}
+
+static void test_transcript_messages(void **state)
+{
+	(void)state;
+	char a[512], b[512];
+	char text[8192];
+	struct hook_seen seen;
+	memset(&seen, 0, sizeof seen);
+	snprintf(text, sizeof text,
+	         "{\"type\":\"summary\",\"summary\":\"x\"}\n"
+	         "{\"type\":\"user\",\"uuid\":\"u-1\",\"timestamp\":\"2026-11-23T10:00:00.000Z\","
+	         "\"message\":{\"role\":\"user\",\"content\":\"use password=hunter22 now\"}}\n"
+	         "{\"type\":\"user\",\"isMeta\":true,\"uuid\":\"u-meta\",\"message\":{\"role\":\"user\",\"content\":\"caveat\"}}\n"
+	         "{\"type\":\"assistant\",\"uuid\":\"a-1\",\"requestId\":\"r1\",\"message\":{\"id\":\"m1\","
+	         "\"model\":\"claude-x\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Running.\"},"
+	         "{\"type\":\"tool_use\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}}],"
+	         "\"usage\":{\"input_tokens\":5,\"output_tokens\":3}}}\n"
+	         "{\"type\":\"user\",\"uuid\":\"u-2\",\"message\":{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\","
+	         "\"is_error\":true,\"content\":[{\"type\":\"text\",\"text\":\"ls: denied\"}]}]}}\n"
+	         "%s%s{\"type\":\"user\",\"uuid\":\"partial",
+	         line(a, sizeof a, "m1", "r1", 5, 3, "claude-x"), line(b, sizeof b, "m2", "r2", 7, 1, "claude-x"));
+	cJSON *out = cJSON_CreateArray();
+	size_t used = hook_transcript_messages(text, strlen(text), &seen, 100, 1 << 20, 1000, out);
+	assert_int_equal(used, strlen(text) - strlen("{\"type\":\"user\",\"uuid\":\"partial"));
+	assert_int_equal(cJSON_GetArraySize(out), 5);
+	cJSON *u1 = cJSON_GetArrayItem(out, 0), *a1 = cJSON_GetArrayItem(out, 1), *u2 = cJSON_GetArrayItem(out, 2);
+	assert_string_equal(s(u1, "uuid"), "u-1");
+	assert_string_equal(s(u1, "role"), "user");
+	assert_string_equal(s(u1, "text"), "use password=[REDACTED:secret] now");
+	assert_string_equal(s(u1, "timestamp"), "2026-11-23T10:00:00.000Z");
+	assert_string_equal(s(a1, "text"), "Running.\n[tool_use Bash] {\"command\":\"ls\"}");
+	assert_string_equal(s(a1, "model"), "claude-x");
+	assert_true(num(cJSON_GetObjectItem(a1, "tokens"), "input") == 5);
+	assert_string_equal(s(u2, "text"), "[tool_result error] ls: denied");
+	/* m1 again (another line of the same response): no tokens; m2: tokens */
+	assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(out, 3), "tokens"));
+	assert_true(num(cJSON_GetObjectItem(cJSON_GetArrayItem(out, 4), "tokens"), "input") == 7);
+	cJSON_Delete(out);
+	/* limits: messages per batch, and long texts are cut */
+	memset(&seen, 0, sizeof seen);
+	out = cJSON_CreateArray();
+	used = hook_transcript_messages(text, strlen(text), &seen, 2, 1 << 20, 10, out);
+	assert_int_equal(cJSON_GetArraySize(out), 2);
+	assert_int_equal(strlen(s(cJSON_GetArrayItem(out, 0), "text")), 10);
+	const char *rest = text + used;
+	assert_int_equal(strncmp(rest, "{\"type\":\"user\",\"uuid\":\"u-2\"", 26), 0);
+	cJSON_Delete(out);
 }
 
 /* ---------- OTLP ---------- */
@@ -452,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_blocked_and_decision),
 		cmocka_unit_test(test_finish),
 		cmocka_unit_test(test_transcript),
+		cmocka_unit_test(test_transcript_messages),
 		cmocka_unit_test(test_otlp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
