@@ -182,6 +182,12 @@ def test_core_events_mapped(st):
     assert sorted(msgs) == sorted([["", "user", "fix the failing test", ""], ["", "assistant", "ok", "1200"],
                                    ["", "assistant", "more", ""], ["", "assistant", "ok", "300"],
                                    ["agent-7f3a", "assistant", "ok", "900"]]), msgs
+    # and the Stop hook's transcript is searchable through the history API
+    import urllib.parse
+    from harness import request
+    q = urllib.parse.quote('"fix the failing test"')
+    status, _, body = request(st.collector_port, "GET", "/transcripts/search?q=%s&session_id=%s" % (q, s))
+    assert status == 200 and [h["role"] for h in body["hits"]] == ["user"], (status, body)
 
 
 def test_transcript_read_incrementally(st):
