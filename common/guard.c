@@ -13,6 +13,8 @@
  * fork bombs, entry points. */
 #include "guard.h"
 
+#include "buf.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -552,28 +554,6 @@ static int is_device(const struct ev *e, const char *w)
 
 /* ---------- tokenizer ---------- */
 
-struct sb {
-	char *p;
-	size_t len, cap;
-};
-
-static int sb_put(struct sb *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
 
 struct vec {
 	char **w;
@@ -703,7 +683,7 @@ static size_t match_paren(const char *s, size_t n, size_t i)
 
 /* $(...) `...` and ${...} at s[*i] (s[*i] == '$' or '`'): evaluate the
  * command text and append the raw text to the word. */
-static void substitution(struct ev *e, const char *s, size_t n, size_t *i, struct sb *w)
+static void substitution(struct ev *e, const char *s, size_t n, size_t *i, struct buf *w)
 {
 	size_t k = *i, end;
 	if (s[k] == '`') {
@@ -723,25 +703,25 @@ static void substitution(struct ev *e, const char *s, size_t n, size_t *i, struc
 		nested(e, s + k + 2, end > k + 2 ? end - k - 2 : 0);
 	}
 	size_t stop = end < n ? end + 1 : n;
-	sb_put(w, s + k, stop - k);
+	buf_put(w, s + k, stop - k);
 	*i = stop;
 }
 
 /* Read one word at s[*i] (not a metacharacter): quote removal, escapes,
  * substitutions. *quoted is set when any part was quoted. */
-static void read_word(struct ev *e, const char *s, size_t n, size_t *i, struct sb *w, int *quoted)
+static void read_word(struct ev *e, const char *s, size_t n, size_t *i, struct buf *w, int *quoted)
 {
 	size_t k = *i;
 	while (k < n && !is_meta(s[k])) {
 		char c = s[k];
 		if (c == '\\') {
 			if (k + 1 < n && s[k + 1] != '\n')
-				sb_put(w, s + k + 1, 1);
+				buf_put(w, s + k + 1, 1);
 			k += 2;
 		} else if (c == '\'') {
 			const char *q = memchr(s + k + 1, '\'', n - k - 1);
 			size_t end = q ? (size_t)(q - s) : n;
-			sb_put(w, s + k + 1, end - k - 1);
+			buf_put(w, s + k + 1, end - k - 1);
 			k = end + 1;
 			*quoted = 1;
 		} else if (c == '"') {
@@ -749,12 +729,12 @@ static void read_word(struct ev *e, const char *s, size_t n, size_t *i, struct s
 			for (k++; k < n && s[k] != '"';) {
 				if (s[k] == '\\' && k + 1 < n && strchr("$`\"\\\n", s[k + 1])) {
 					if (s[k + 1] != '\n')
-						sb_put(w, s + k + 1, 1);
+						buf_put(w, s + k + 1, 1);
 					k += 2;
 				} else if ((s[k] == '$' && k + 1 < n && (s[k + 1] == '(' || s[k + 1] == '{')) || s[k] == '`') {
 					substitution(e, s, n, &k, w);
 				} else {
-					sb_put(w, s + k, 1);
+					buf_put(w, s + k, 1);
 					k++;
 				}
 			}
@@ -773,13 +753,13 @@ static void read_word(struct ev *e, const char *s, size_t n, size_t *i, struct s
 						k += hex[1] ? 2 : 1;
 					}
 				}
-				sb_put(w, &ch, 1);
+				buf_put(w, &ch, 1);
 			}
 			k++;
 		} else if ((c == '$' && k + 1 < n && (s[k + 1] == '(' || s[k + 1] == '{')) || c == '`') {
 			substitution(e, s, n, &k, w);
 		} else {
-			sb_put(w, s + k, 1);
+			buf_put(w, s + k, 1);
 			k++;
 		}
 	}
@@ -845,12 +825,12 @@ static size_t skip_opts(char **w, size_t n, size_t k, const char *arg_short, con
 	return k;
 }
 
-static void join(char **w, size_t from, size_t n, struct sb *out)
+static void join(char **w, size_t from, size_t n, struct buf *out)
 {
 	for (size_t i = from; i < n; i++) {
 		if (i > from)
-			sb_put(out, " ", 1);
-		sb_put(out, w[i], strlen(w[i]));
+			buf_put(out, " ", 1);
+		buf_put(out, w[i], strlen(w[i]));
 	}
 }
 
@@ -1174,11 +1154,11 @@ static void check_simple(struct ev *e, struct cmd *cm, int into_pipe)
 					str = a + 15;
 				}
 				if (str) {
-					struct sb t = {0};
-					sb_put(&t, str, strlen(str));
+					struct buf t = {0};
+					buf_put(&t, str, strlen(str));
 					for (size_t x = rest; x < n; x++) {
-						sb_put(&t, " ", 1);
-						sb_put(&t, w[x], strlen(w[x]));
+						buf_put(&t, " ", 1);
+						buf_put(&t, w[x], strlen(w[x]));
 					}
 					if (t.p)
 						nested(e, t.p, t.len);
@@ -1238,7 +1218,7 @@ static void check_simple(struct ev *e, struct cmd *cm, int into_pipe)
 		free(e->pipe_text);
 		e->pipe_text = NULL;
 	} else if (!strcmp(c, "eval")) {
-		struct sb t = {0};
+		struct buf t = {0};
 		join(w, k + 1, n, &t);
 		if (t.p)
 			nested(e, t.p, t.len);
@@ -1261,7 +1241,7 @@ static void check_simple(struct ev *e, struct cmd *cm, int into_pipe)
 			check_devices(e, c, w, k, n);
 	}
 	if (into_pipe && (!strcmp(c, "echo") || !strcmp(c, "printf")) && !e->blocked) {
-		struct sb t = {0};
+		struct buf t = {0};
 		size_t j = k + 1;
 		while (j < n && w[j][0] == '-')
 			j++;
@@ -1349,7 +1329,7 @@ static void scan(struct ev *e, const char *s, size_t n)
 			}
 			while (i < n && (s[i] == ' ' || s[i] == '\t'))
 				i++;
-			struct sb t = {0};
+			struct buf t = {0};
 			int q = 0;
 			read_word(e, s, n, &i, &t, &q);
 			if (!t.p)
@@ -1408,7 +1388,7 @@ static void scan(struct ev *e, const char *s, size_t n)
 			}
 			continue;
 		}
-		struct sb t = {0};
+		struct buf t = {0};
 		int q = 0;
 		read_word(e, s, n, &i, &t, &q);
 		if (!t.p)

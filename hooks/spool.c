@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+
 #include "hook.h"
 
 #define BATCH_BYTES (512 * 1024) /* below the collector's 1 MiB body limit */
@@ -228,29 +230,6 @@ static char *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static int sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 2 > b->cap) {
-		size_t cap = b->cap ? b->cap : 8192;
-		while (cap < b->len + n + 2)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len++] = '\n';
-	b->p[b->len] = 0;
-	return 0;
-}
 
 static void unlink_entry(const struct hook_conf *c, const struct entry *e)
 {
@@ -324,7 +303,7 @@ static int flush_locked(const struct hook_conf *c, const char *cur, size_t curle
 			*cur_done = 1;
 			return 0;
 		}
-		struct sbuf b = {0};
+		struct buf b = {0};
 		size_t taken = 0;
 		size_t max_take = first ? 1 : BATCH_EVENTS;
 		for (; taken < n && taken < max_take && b.len < BATCH_BYTES; taken++) {
@@ -345,12 +324,12 @@ static int flush_locked(const struct hook_conf *c, const char *cur, size_t curle
 				taken--;
 				continue;
 			}
-			sb_add(&b, ev, len);
+			buf_put_line(&b, ev, len);
 			free(ev);
 		}
 		int with_cur = 0;
 		if (taken == n && cur && !*cur_done && b.len + curlen < BATCH_BYTES * 2) {
-			sb_add(&b, cur, curlen);
+			buf_put_line(&b, cur, curlen);
 			with_cur = 1;
 		}
 		enum send_result r = b.len ? send_post(c, "/events", "application/x-ndjson", b.p, b.len,
