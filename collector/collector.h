@@ -82,6 +82,8 @@ void writer_stop(void); /* finishes queued jobs, then joins */
 int server_start(const struct collector_conf *cf, struct met_registry *reg, char *err,
                  size_t errlen);
 void server_quiesce(void);
+/* Count events appended to the stream by any route (agent_obs_events_accepted_total). */
+void server_count_accepted(size_t n);
 void server_stop(void);
 
 #endif

@@ -301,6 +301,8 @@ enum MHD_Result hooks_http_handle(struct MHD_Connection *c, const struct collect
 
 	if (r->submitted) {
 		/* resumed by the writer */
+		if (r->job.status == 202)
+			server_count_accepted(r->job.events->n);
 		if (r->job.status == 202 || r->decision)
 			return answer(c, code, 200, r->answer ? r->answer : "{}");
 		return unavailable(c, cf, code, r->job.err);

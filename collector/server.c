@@ -357,6 +357,11 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, char *
 	return 0;
 }
 
+void server_count_accepted(size_t n)
+{
+	met_inc(m_acc, (double)n);
+}
+
 void server_quiesce(void)
 {
 	if (daemon_h)

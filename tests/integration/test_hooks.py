@@ -577,8 +577,10 @@ def test_http_hook_endpoint(st):
     s = "hk-http-" + uuid.uuid4().hex[:8]
     ok = base(s, "PreToolUse", tool_name="Bash", tool_use_id="toolu_h1",
               tool_input={"command": "npm test", "description": "Run tests"})
+    before = st.metrics(st.collector_port)["agent_obs_events_accepted_total"]
     status, _, body = st.post(ok, path="/hooks/claude-code")
     assert status == 200 and body == {}, (status, body)
+    assert st.metrics(st.collector_port)["agent_obs_events_accepted_total"] == before + 1
     bad = base(s, "PreToolUse", tool_name="Bash", tool_use_id="toolu_h2",
                tool_input={"command": "sudo rm -rf --no-preserve-root /"})
     status, _, body = st.post(bad, path="/hooks/claude-code")
