@@ -434,28 +434,14 @@ pg_migrate() {
 		[[ -f $f ]] || continue
 		name=$(basename -- "$f")
 		grep -qxF -- "$name" <<<"$applied" && continue
-		# One transaction per file. The advisory lock plus the re-check make
-		# two concurrent pg_migrate runs apply each file exactly once.
-		if ! out=$("${psql[@]}" -v mig_name="$name" -v mig_path="$f" 2>&1 <<'SQL'
-SET client_min_messages = warning;
-\o /dev/null
-BEGIN;
-SELECT pg_advisory_xact_lock(727001);
-SELECT NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = :'mig_name') AS mig_todo \gset
-\if :mig_todo
-\i :mig_path
-INSERT INTO schema_migrations (name) VALUES (:'mig_name');
-\echo pg_migrate:applied
-\endif
-COMMIT;
-SQL
-		); then
+		# deploy/sql/migrate.psql: one transaction per file, applied once.
+		if ! out=$("${psql[@]}" -v mig_name="$name" -v mig_path="$f" -f "$LIB_ROOT/deploy/sql/migrate.psql" 2>&1); then
 			printf '%s\n' "$out" >&2
 			_lib_err "$name failed (rolled back)"
 			return 1
 		fi
 		# Absent marker: a concurrent pg_migrate applied it first.
-		if grep -qx 'pg_migrate:applied' <<<"$out"; then
+		if grep -qxF "migrate:applied $name" <<<"$out"; then
 			_lib_say "applied $name"
 			n=$((n + 1))
 		fi
