@@ -31,6 +31,9 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, consumer), 0, -1},
 	{"processor.batch_max", CFG_INT, "5000", "Most events per PostgreSQL transaction",
 	 offsetof(T, batch_max), 1, 100000},
+	{"processor.batch_max_bytes", CFG_INT, "33554432",
+	 "Bound on a batch's size (entries asked for adapt to the size seen)",
+	 offsetof(T, batch_max_bytes), 65536, 4294967296.0},
 	{"processor.batch_wait_ms", CFG_INT, "2", "How long a small batch waits for more events",
 	 offsetof(T, batch_wait_ms), 0, 10000},
 	{"processor.claim_idle_ms", CFG_INT, "30000", "Claim entries pending this long on dead consumers",
@@ -324,6 +327,16 @@ out:
 	return rcode;
 }
 
+static double entry_avg = 512; /* bytes per stream entry, from the last batch */
+
+/* Entries to ask for: batch_max, fewer when entries are large, at least 1. */
+static long batch_count(double avg_bytes)
+{
+	double fit = (double)cf.batch_max_bytes / (avg_bytes > 1 ? avg_bytes : 1);
+	long n = fit < (double)cf.batch_max ? (long)fit : (long)cf.batch_max;
+	return n > 0 ? n : 1;
+}
+
 /* ---------- upkeep ---------- */
 
 static void claim(void)
@@ -335,7 +348,7 @@ static void claim(void)
 		snprintf(start, sizeof start, "%s", next);
 		rs_batch_clear(&b);
 		if (rs_autoclaim(rc, cf.stream, cf.group, consumer, cf.claim_idle_ms, start,
-		                 (long)cf.batch_max, next, &b, err, sizeof err) < 0) {
+		                 batch_count(entry_avg), next, &b, err, sizeof err) < 0) {
 			redis_failed("XAUTOCLAIM failed", err);
 			break;
 		}
@@ -402,6 +415,7 @@ static void trim_and_measure(void)
 
 /* ---------- the consume loop ---------- */
 
+
 static void consume(void)
 {
 	struct rs_batch b = {0};
@@ -452,23 +466,24 @@ static void consume(void)
 		int got;
 		if (pending_phase) {
 			/* Our own entries delivered before a crash: read them all first. */
-			got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", (long)cf.batch_max, -1,
+			got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", batch_count(entry_avg), -1,
 			                   &b, err, sizeof err);
 			if (got == 0) {
 				pending_phase = 0;
 				continue;
 			}
 		} else {
-			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", (long)cf.batch_max, 1000,
-			                   &b, err, sizeof err);
+			/* Bound a batch by bytes as well as by count: ask for as many
+			 * entries as fit in batch_max_bytes at the size seen so far. */
+			long want = batch_count(entry_avg);
+			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, 1000, &b, err, sizeof err);
 			int64_t deadline = mono_ms() + cf.batch_wait_ms;
-			while (got > 0 && (long long)b.n < cf.batch_max && cf.batch_wait_ms > 0) {
+			while (got > 0 && (long)b.n < want && cf.batch_wait_ms > 0) {
 				int64_t left = deadline - mono_ms();
 				if (left <= 0)
 					break;
-				int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">",
-				                        (long)(cf.batch_max - (long long)b.n), (long)left, &b, err,
-				                        sizeof err);
+				int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want - (long)b.n,
+				                        (long)left, &b, err, sizeof err);
 				if (more <= 0) {
 					if (more < 0)
 						got = -1;
@@ -485,6 +500,12 @@ static void consume(void)
 			}
 			if (b.n == 0)
 				continue;
+		}
+		if (b.n) {
+			size_t bytes = 0;
+			for (size_t i = 0; i < b.n; i++)
+				bytes += b.v[i].len;
+			entry_avg = (double)bytes / (double)b.n;
 		}
 		if (b.n && process(&b) == 0)
 			continue;

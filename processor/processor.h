@@ -20,6 +20,7 @@ struct processor_conf {
 	char *group;
 	char *consumer;
 	long long batch_max;
+	long long batch_max_bytes;
 	long long batch_wait_ms;
 	long long claim_idle_ms;
 	long long claim_interval_ms;

@@ -215,3 +215,27 @@ def test_partition_dropped_behind_the_processors_back_is_recreated(st):
     wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='old-day-2'") == "1",
              10, what="event after the partition was dropped")
     assert "old-day-2" not in st.redis_raw("XRANGE", "agent_events:dead", "-", "+")
+
+
+def test_batches_are_bounded_by_bytes(st):
+    # Events of ~20 KB with a 64 KiB batch bound: once the processor has seen
+    # their size it asks for 3 entries at a time, and still stores them all.
+    st.kill("processor", signal.SIGTERM)
+    def big(k):
+        return [{"event_type": "PostToolUse", "session_id": "big-batches", "payload": {"blob": "z" * 20000, "i": i}}
+                for i in range(k * 40, k * 40 + 40)]
+    assert st.post(big(0))[0] == 202  # 0.8 MB: under the 1 MiB body limit
+    st.start("processor", OBS_PROCESSOR_BATCH_MAX_BYTES=65536,
+             OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='big-batches'") == "40",
+             20, interval=0.2, what="first 40 stored")
+    before = st.metrics(st.processor_port)["agent_obs_processor_batch_size_count"]
+    st.procs["processor"].send_signal(signal.SIGSTOP)  # let the next 40 queue up
+    try:
+        assert st.post(big(1))[0] == 202
+    finally:
+        st.procs["processor"].send_signal(signal.SIGCONT)
+    wait_for(lambda: st.scalar("SELECT count(*) FROM agent_events WHERE session_id='big-batches'") == "80",
+             20, interval=0.2, what="next 40 stored")
+    batches = st.metrics(st.processor_port)["agent_obs_processor_batch_size_count"] - before
+    assert batches >= 13, batches  # 40 entries, at most 3 (64 KiB / 20 KB) per batch
