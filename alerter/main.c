@@ -26,6 +26,7 @@
 #include "met.h"
 #include "rs.h"
 #include "sig.h"
+#include "ev.h"
 
 #define T struct alerter_conf
 static const struct cfg_setting settings[] = {
@@ -96,13 +97,6 @@ static struct {
 	struct met_family *firing, *reloads;
 	uint64_t last_eval, last_fired, last_resolved, last_evicted, last_dropped;
 } m;
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static int ready(void *ud, char *why, size_t whylen)
 {
@@ -315,7 +309,7 @@ static void consume(void)
 			sig_drain();
 			reload();
 		}
-		int64_t now = mono_ms();
+		int64_t now = ev_mono_ms();
 		if (now >= next_tick) {
 			engine_tick(eng, ev_now_ms());
 			update_metrics();
@@ -348,7 +342,7 @@ static void consume(void)
 				continue;
 			}
 		} else {
-			int64_t left = next_tick - mono_ms();
+			int64_t left = next_tick - ev_mono_ms();
 			long blk = left < 1 ? 1 : left < block ? (long)left : block;
 			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", (long)cf.batch_max, blk, &b,
 			                   err, sizeof err);

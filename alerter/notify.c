@@ -27,6 +27,7 @@
 #include "alerter.h"
 #include "log.h"
 #include "met.h"
+#include "ev.h"
 
 struct item {
 	struct item *next, *prev; /* queue order */
@@ -56,13 +57,6 @@ struct notifier {
 	atomic_int healthy;
 	struct met_series *sent, *failed, *alerts_sent, *dropped, *queue, *latency, *up;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static uint64_t hash_str(const char *s)
 {
@@ -322,7 +316,7 @@ static void *sender(void *arg)
 	for (;;) {
 		/* wait for work (and the end of a backoff), or the end of a drain */
 		for (;;) {
-			int64_t now = mono_ms();
+			int64_t now = ev_mono_ms();
 			if (q->stop && (!q->head || now >= q->drain_deadline))
 				goto done;
 			if (q->head && now >= retry_at)
@@ -381,7 +375,7 @@ static void *sender(void *arg)
 				log_kv(LOG_WARN, "alertmanager unreachable; alerts stay queued and are retried",
 				       "url", endpoint, "error", why, NULL);
 			backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
-			retry_at = mono_ms() + backoff;
+			retry_at = ev_mono_ms() + backoff;
 			continue;
 		}
 		backoff = 0;
@@ -494,7 +488,7 @@ void notifier_stop(struct notifier *q, long drain_ms)
 	if (q->started) {
 		pthread_mutex_lock(&q->mu);
 		q->stop = 1;
-		q->drain_deadline = mono_ms() + drain_ms;
+		q->drain_deadline = ev_mono_ms() + drain_ms;
 		pthread_cond_signal(&q->cv);
 		pthread_mutex_unlock(&q->mu);
 		pthread_join(q->th, NULL);

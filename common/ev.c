@@ -57,6 +57,13 @@ int64_t ev_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ev_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ---------- UTF-8 ---------- */
 
 int ev_utf8_valid(const char *str, size_t n, size_t *bad_at)

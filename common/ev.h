@@ -50,7 +50,8 @@ int ev_utf8_valid(const char *s, size_t n, size_t *bad_at);
 int ev_parse_time(const cJSON *item, int64_t *ms_out);
 int ev_parse_iso8601(const char *s, int64_t *ms_out);
 void ev_format_iso8601(int64_t ms, char out[32]);
-int64_t ev_now_ms(void);
+int64_t ev_now_ms(void);  /* wall clock, ms since the epoch */
+int64_t ev_mono_ms(void); /* monotonic clock, ms: for intervals and deadlines */
 
 void ev_uuid_v4(char out[37]);
 int ev_uuid_valid(const char *s); /* 1 for 8-4-4-4-12 hex */

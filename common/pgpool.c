@@ -4,6 +4,7 @@
  * function may be called from any thread; connecting happens outside the
  * lock, so one slow connect does not stall callers that find an idle one. */
 #include "pgpool.h"
+#include "ev.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -24,13 +25,6 @@ struct pgpool {
 	long long down_until_ms; /* monotonic: fail fast until then */
 	char down_err[256];
 };
-
-static long long mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -110,7 +104,7 @@ static PGconn *connect_one(struct pgpool *p, char *err, size_t errlen)
 
 PGconn *pgpool_get(struct pgpool *p, long wait_ms, char *err, size_t errlen)
 {
-	long long deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+	long long deadline = ev_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		if (p->n_idle > 0) {
@@ -118,14 +112,14 @@ PGconn *pgpool_get(struct pgpool *p, long wait_ms, char *err, size_t errlen)
 			pthread_mutex_unlock(&p->mu);
 			return c;
 		}
-		if (mono_ms() < p->down_until_ms) {
+		if (ev_mono_ms() < p->down_until_ms) {
 			snprintf(err, errlen, "%s", p->down_err);
 			pthread_mutex_unlock(&p->mu);
 			return NULL;
 		}
 		if (p->open < p->size)
 			break;
-		long long left = deadline - mono_ms();
+		long long left = deadline - ev_mono_ms();
 		if (left <= 0) {
 			snprintf(err, errlen, "all %d postgres connections are busy", p->size);
 			pthread_mutex_unlock(&p->mu);
@@ -149,7 +143,7 @@ PGconn *pgpool_get(struct pgpool *p, long wait_ms, char *err, size_t errlen)
 	pthread_mutex_lock(&p->mu);
 	if (!c) {
 		p->open--;
-		p->down_until_ms = mono_ms() + PGPOOL_BACKOFF_MS;
+		p->down_until_ms = ev_mono_ms() + PGPOOL_BACKOFF_MS;
 		snprintf(p->down_err, sizeof p->down_err, "%s", err);
 		pthread_cond_signal(&p->cv);
 	} else {

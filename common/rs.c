@@ -206,6 +206,20 @@ int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
 	return rc;
 }
 
+int rs_dead_letter(redisContext *c, const char *dead_stream, const struct rs_entry *e,
+                   const char *reason, const char *detail)
+{
+	const char *argv[11] = {"XADD", dead_stream, "*", "e", e->data ? e->data : "", "reason", reason,
+	                        "detail", detail, "source_id", e->id};
+	size_t argl[11] = {4, strlen(dead_stream), 1, 1, e->data ? e->len : 0, 6, strlen(reason), 6,
+	                   strlen(detail), 9, strlen(e->id)};
+	redisReply *r = redisCommandArgv(c, 11, argv, argl);
+	int ok = r && r->type == REDIS_REPLY_STRING;
+	if (r)
+		freeReplyObject(r);
+	return ok ? 0 : -1;
+}
+
 int rs_group_ensure(redisContext *c, const char *stream, const char *group,
                     const char *start, char *err, size_t errlen)
 {

@@ -57,6 +57,11 @@ int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
                  const size_t *lens, const unsigned char *probe, size_t n,
                  char (*ids_out)[48], char *err, size_t errlen);
 
+/* Append entry e to the dead-letter stream with fields e (its data, "" when
+ * gone), reason, detail and source_id (its id). 0 / -1. */
+int rs_dead_letter(redisContext *c, const char *dead_stream, const struct rs_entry *e,
+                   const char *reason, const char *detail);
+
 /* XGROUP CREATE stream group start MKSTREAM; an existing group is fine. */
 int rs_group_ensure(redisContext *c, const char *stream, const char *group,
                     const char *start, char *err, size_t errlen);

@@ -24,13 +24,7 @@
 #include <curl/curl.h>
 
 #include "hook.h"
-
-static long long now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
+#include "ev.h"
 
 static enum send_result classify(int status)
 {
@@ -96,7 +90,7 @@ static int parse_url(const char *s, struct url *u)
 static int wait_fd(int fd, short ev, long long deadline)
 {
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - ev_mono_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd p = {fd, ev, 0};
@@ -172,7 +166,7 @@ static enum send_result post_plain(const struct url *u, const char *path, const 
                                    const char *body, size_t len, long timeout_ms, int *status,
                                    char *err, size_t errlen)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = ev_mono_ms() + timeout_ms;
 	char hdr[1024], resp[2048];
 	int fd = connect_to(u, deadline, err, errlen);
 	if (fd < 0)

@@ -31,16 +31,10 @@
 #include "buf.h"
 
 #include "hook.h"
+#include "ev.h"
 
 #define BATCH_BYTES (512 * 1024) /* below the collector's 1 MiB body limit */
 #define BATCH_EVENTS 500
-
-static long long mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static int is_event_file(const char *name)
 {
@@ -283,7 +277,7 @@ static int send_singly(const struct hook_conf *c, const struct entry *v, size_t 
  * unreachable or out of time) with *cur_done telling whether cur went. */
 static int flush_locked(const struct hook_conf *c, const char *cur, size_t curlen, int *cur_done)
 {
-	long long deadline = mono_ms() + c->flush_ms;
+	long long deadline = ev_mono_ms() + c->flush_ms;
 	char err[256];
 	int status;
 	*cur_done = 0;
@@ -352,7 +346,7 @@ static int flush_locked(const struct hook_conf *c, const char *cur, size_t curle
 			return 1;
 		}
 		free(v);
-		if (mono_ms() > deadline)
+		if (ev_mono_ms() > deadline)
 			return spool_pending(c->spool_dir) || (cur && !*cur_done) ? 1 : 0;
 	}
 }

@@ -22,13 +22,6 @@ static struct {
 	struct met_series *retention_errors;
 } m;
 
-int64_t history_mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 int history_init(const struct processor_conf *conf, struct met_registry *reg, char *err,
                  size_t errlen)
 {
@@ -166,7 +159,7 @@ static void dropped(const char *name)
 void history_tick(redisContext *rc, const char *consumer)
 {
 	char err[512];
-	int64_t now = history_mono_ms();
+	int64_t now = ev_mono_ms();
 	if (now >= pg_retry_at && (now >= next_parts || now >= next_retention)) {
 		PGconn *c = history_pg(err, sizeof err);
 		if (!c) {

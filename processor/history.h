@@ -41,7 +41,6 @@ void history_free(void);
 PGconn *history_pg(char *err, size_t errlen);
 /* Forget the connection after a failure that broke it. */
 void history_pg_check(void);
-int64_t history_mono_ms(void);
 
 /* ---- prices.c ---- */
 

@@ -18,6 +18,7 @@
 #include "processor.h"
 #include "rs.h"
 #include "sig.h"
+#include "ev.h"
 
 #define T struct processor_conf
 static const struct cfg_setting settings[] = {
@@ -77,13 +78,6 @@ static struct {
 		*redis_errors, *pending, *lag, *trimmed, *missing;
 	struct met_family *dead, *by_type, *tool_lat;
 } m;
-
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static int ready(void *ud, char *why, size_t whylen)
 {
@@ -171,15 +165,7 @@ static void redis_failed(const char *what, const char *err)
 
 static int dead_letter(const struct rs_entry *e, const char *reason, const char *detail)
 {
-	const char *argv[11] = {"XADD", cf.dead_stream, "*", "e", e->data, "reason", reason,
-	                        "detail", detail, "source_id", e->id};
-	size_t argl[11] = {4, strlen(cf.dead_stream), 1, 1, e->len, 6, strlen(reason), 6,
-	                   strlen(detail), 9, strlen(e->id)};
-	redisReply *r = redisCommandArgv(rc, 11, argv, argl);
-	int ok = r && r->type == REDIS_REPLY_STRING;
-	if (r)
-		freeReplyObject(r);
-	if (!ok)
+	if (rs_dead_letter(rc, cf.dead_stream, e, reason, detail))
 		return -1;
 	met_inc(met_series(m.dead, reason), 1);
 	log_kv(LOG_WARN, "entry dead-lettered", "stream_id", e->id, "reason", reason, "detail", detail, NULL);
@@ -431,7 +417,7 @@ static void consume(void)
 				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
 			pending_phase = 1;
 		}
-		int64_t now = mono_ms();
+		int64_t now = ev_mono_ms();
 		if (now >= next_lease) {
 			lease_refresh(rc, cf.group, consumer);
 			next_lease = now + 10000;
@@ -477,9 +463,9 @@ static void consume(void)
 			 * entries as fit in batch_max_bytes at the size seen so far. */
 			long want = batch_count(entry_avg);
 			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, 1000, &b, err, sizeof err);
-			int64_t deadline = mono_ms() + cf.batch_wait_ms;
+			int64_t deadline = ev_mono_ms() + cf.batch_wait_ms;
 			while (got > 0 && (long)b.n < want && cf.batch_wait_ms > 0) {
-				int64_t left = deadline - mono_ms();
+				int64_t left = deadline - ev_mono_ms();
 				if (left <= 0)
 					break;
 				int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want - (long)b.n,

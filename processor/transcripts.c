@@ -240,15 +240,7 @@ static enum outcome store(PGconn *pg, struct rs_entry *const *v, size_t n, char 
 static int dead_letter(redisContext *rc, const struct rs_entry *e, const char *reason,
                        const char *detail)
 {
-	const char *argv[11] = {"XADD", dead_stream, "*", "e", e->data ? e->data : "", "reason", reason,
-	                        "detail", detail, "source_id", e->id};
-	size_t argl[11] = {4, strlen(dead_stream), 1, 1, e->data ? e->len : 0, 6, strlen(reason), 6,
-	                   strlen(detail), 9, strlen(e->id)};
-	redisReply *r = redisCommandArgv(rc, 11, argv, argl);
-	int ok = r && r->type == REDIS_REPLY_STRING;
-	if (r)
-		freeReplyObject(r);
-	if (!ok)
+	if (rs_dead_letter(rc, dead_stream, e, reason, detail))
 		return -1;
 	met_inc(stats.dead, 1);
 	log_kv(LOG_WARN, "transcript entry dead-lettered", "stream_id", e->id, "reason", reason,
@@ -318,7 +310,7 @@ pg_fail:
 	met_inc(stats.errors, 1);
 	history_pg_check();
 	backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
-	next_try = history_mono_ms() + backoff_ms;
+	next_try = ev_mono_ms() + backoff_ms;
 	log_kv(LOG_WARN, "transcripts: postgres write failed, will retry (nothing acknowledged)", "error",
 	       err, NULL);
 	/* what was acknowledgeable (dead letters, missing) still is */
@@ -374,7 +366,7 @@ void transcripts_tick(redisContext *rc, const char *consumer)
 {
 	char err[256];
 	struct rs_batch b = {0};
-	int64_t start = history_mono_ms();
+	int64_t start = ev_mono_ms();
 	if (!rc || rc->err || start < next_try)
 		return;
 	if (!group_ok) {
@@ -413,7 +405,7 @@ void transcripts_tick(redisContext *rc, const char *consumer)
 			break;
 		if (!pending_phase && got < READ_COUNT)
 			break;
-		if (history_mono_ms() - start > TICK_BUDGET_MS)
+		if (ev_mono_ms() - start > TICK_BUDGET_MS)
 			break;
 	}
 	rs_batch_free(&b);

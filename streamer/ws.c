@@ -107,13 +107,6 @@ static struct {
 	int closing;
 } W;
 
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* {"error":{"status":S,"field":F,"message":M}} (malloc'd; NULL on OOM). */
 static char *error_json(int status, const char *field, const char *message)
 {
@@ -958,7 +951,7 @@ static void service_wake(void)
 			replay_free(r);
 	}
 
-	int64_t now = mono_ms();
+	int64_t now = ev_mono_ms();
 	for (size_t i = 0; i < n; i++) {
 		struct sev *e = v[i];
 		for (struct client *c = W.head; c; c = c->next)
@@ -1010,7 +1003,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
-	int64_t now = mono_ms();
+	int64_t now = ev_mono_ms();
 	size_t queued = 0;
 	(void)sul;
 	for (struct client *c = W.head; c; c = c->next) {
@@ -1134,8 +1127,8 @@ void ws_stop(struct streamer *s)
 		lws_callback_on_writable(c->wsi);
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
 	}
-	int64_t deadline = mono_ms() + 1500;
-	while (W.head && mono_ms() < deadline)
+	int64_t deadline = ev_mono_ms() + 1500;
+	while (W.head && ev_mono_ms() < deadline)
 		if (lws_service(W.ctx, 0) < 0)
 			break;
 	lws_sul_cancel(&W.tick);
