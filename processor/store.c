@@ -34,12 +34,12 @@ static const char *const setup_sql =
  * an event whose client gave an id but no timestamp (probe) can come back
  * with another ts: for those, look for the id within a day either side. The
  * batch holds each id once (the caller de-duplicates). */
-static const char *const move_sql =
-	"INSERT INTO agent_events (" COLS ") "
-	"SELECT " COLS " FROM stage s "
-	"WHERE NOT (s.probe AND EXISTS (SELECT 1 FROM agent_events e WHERE e.id = s.id"
-	" AND e.ts >= s.ts - interval '1 day' AND e.ts <= s.ts + interval '1 day')) "
-	"ON CONFLICT DO NOTHING";
+#define MOVE_SQL \
+	"INSERT INTO agent_events (" COLS ") " \
+	"SELECT " COLS " FROM stage s " \
+	"WHERE NOT (s.probe AND EXISTS (SELECT 1 FROM agent_events e WHERE e.id = s.id" \
+	" AND e.ts >= s.ts - interval '1 day' AND e.ts <= s.ts + interval '1 day')) " \
+	"ON CONFLICT DO NOTHING"
 
 struct store {
 	char *conninfo;
@@ -295,10 +295,12 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
 			return STORE_RETRY;
 		}
 	}
-	res = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL, err, errlen);
-	if (res)
-		goto fail;
-	res = exec_ok(s, "COPY stage (" COLS ", probe) FROM STDIN", PGRES_COPY_IN, NULL, err, errlen);
+	/* One simple-query string, two round trips: the server runs BEGIN and
+	 * stops at COPY for the data; after the data it runs the move and the
+	 * COMMIT without waiting for us. An error skips the rest of the string
+	 * and leaves the transaction aborted (rolled back below). */
+	res = exec_ok(s, "BEGIN; COPY stage (" COLS ", probe) FROM STDIN; " MOVE_SQL "; COMMIT",
+	              PGRES_COPY_IN, NULL, err, errlen);
 	if (res)
 		goto fail;
 	if (PQputCopyData(s->pg, s->buf, (int)s->len) != 1 || PQputCopyEnd(s->pg, NULL) != 1) {
@@ -306,24 +308,25 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
 		res = STORE_RETRY;
 		goto fail;
 	}
-	r = PQgetResult(s->pg);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "postgres COPY: %s", PQresultErrorMessage(r));
-		res = classify(s, r);
+	/* Results in order: COPY, INSERT (its row count), COMMIT; the first
+	 * error ends the string. */
+	static const char *const step[] = {"COPY", "move into agent_events", "COMMIT"};
+	int k = 0;
+	while ((r = PQgetResult(s->pg))) {
+		if (res == STORE_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+			snprintf(err, errlen, "postgres %s: %s", step[k < 3 ? k : 2], PQresultErrorMessage(r));
+			res = classify(s, r);
+		} else if (res == STORE_OK && k == 1) {
+			*inserted = strtoll(PQcmdTuples(r), NULL, 10);
+		}
 		PQclear(r);
-		while ((r = PQgetResult(s->pg)))
-			PQclear(r);
-		goto fail;
+		k++;
 	}
-	PQclear(r);
-	while ((r = PQgetResult(s->pg)))
-		PQclear(r);
-	res = exec_ok(s, move_sql, PGRES_COMMAND_OK, &r, err, errlen);
-	if (res)
-		goto fail;
-	*inserted = strtoll(PQcmdTuples(r), NULL, 10);
-	PQclear(r);
-	res = exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL, err, errlen);
+	if (res == STORE_OK && k != 3) {
+		snprintf(err, errlen, "postgres: expected 3 results from the batch, got %d: %s", k,
+		         PQerrorMessage(s->pg));
+		res = classify(s, NULL);
+	}
 	if (res)
 		goto fail;
 	return STORE_OK;
