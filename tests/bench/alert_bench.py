@@ -24,6 +24,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from benchlib import record  # noqa: E402
 from harness import KeepAlive, ROOT, Stack, free_port, request, wait_for  # noqa: E402
 
 N = int(os.environ.get("ALERT_BENCH_N", "100"))
@@ -123,6 +124,11 @@ def main():
               % (cnt, 1000 * tot / cnt if cnt else 0, 100.0 * under / cnt if cnt else 0))
         worst = max(pct(blocked, 99), pct(spike, 99), pct(loaded_b, 99), pct(loaded_s, 99)) * 1000
         print("  event -> Alertmanager p99 %.1f ms (target <= 500 ms): %s" % (worst, "met" if worst <= 500 else "NOT met"))
+        record("alert", "alert_p99", "event -> Alertmanager p99 (worst scenario)", round(worst, 1), "ms",
+               target=500, better="lower")
+        record("alert", "alert_p50", "event -> Alertmanager p50 (blocked command, idle)",
+               round(pct(blocked, 50) * 1000, 1), "ms")
+        record("alert", "webhook_p50", "blocked command -> on-call webhook p50", round(pct(hooks, 50) * 1000, 1), "ms")
         return 0
     finally:
         st.close()

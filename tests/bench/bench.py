@@ -18,6 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from benchlib import record  # noqa: E402
 from harness import KeepAlive, Stack, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,7 +60,7 @@ def pace(st, rate, seconds, session):
             if d > 0:
                 time.sleep(d)
             ev = {"event_type": "PostToolUse", "session_id": session, "tool": "Bash",
-                  "timestamp": time.time() * 1000.0, "payload": {"k": k, "i": i}}
+                  "timestamp": time.time() * 1000.0, "payload": {"k": k, "i": i, "t": time.time()}}
             c.post(json.dumps(ev))
         c.close()
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
@@ -82,11 +83,17 @@ def main():
         rps, bad, lat = wrk("post_single.lua", 32, DUR, st.collector_port)
         results.append(("single-event ingest (32 keep-alive conns)", "%.0f requests/s" % rps,
                         "avg latency %s, non-2xx %d" % (lat, bad)))
+        record("core", "single", "single-event ingest, 32 keep-alive connections", round(rps), "events/s",
+               target=40000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
+               peer="redis_xadd_single")
         drain(st)
 
         rps, bad, lat = wrk("post_bulk.lua", 4, DUR, st.collector_port)
         results.append(("bulk ingest (1,000 events/request, 4 conns)", "%.0f events/s" % (rps * 1000),
                         "avg latency %s, non-2xx %d" % (lat, bad)))
+        record("core", "bulk", "bulk ingest, 1,000 events/request, 4 connections", round(rps * 1000), "events/s",
+               target=200000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
+               peer="redis_xadd_pipelined")
         drain(st)
 
         start_rows, t0 = rows(st), time.time()
@@ -97,6 +104,9 @@ def main():
         results.append(("sustained end-to-end into PostgreSQL", "%.0f events/s" % ((got - start_rows) / el),
                         "%d events in %.1f s; accepted %d, stored %d, lost %d" %
                         (got - start_rows, el, want, got, max(0, want - got))))
+        record("core", "e2e", "sustained end-to-end into PostgreSQL, zero loss", round((got - start_rows) / el),
+               "events/s", target=40000, better="higher", peer="pg_copy",
+               note="accepted %d, stored %d, lost %d" % (want, got, max(0, want - got)))
 
         pace(st, 1000, DUR, "bench-latency")
         wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='bench-latency'")) >= 1000 * DUR,
@@ -107,6 +117,9 @@ def main():
         p50, p95, p99 = [float(x) for x in p.strip("{}").split(",")]
         results.append(("emit->stored latency at 1,000 events/s", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms" % (p50, p95, p99),
                         "%d events" % (1000 * DUR)))
+        for q, v in (("p50", p50), ("p95", p95), ("p99", p99)):
+            record("core", "stored_" + q, "emit -> stored latency %s at 1,000 events/s" % q, round(v, 1), "ms",
+                   target=15 if q == "p95" else None, better="lower" if q == "p95" else None)
     finally:
         st.close()
     print()

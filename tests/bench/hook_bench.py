@@ -18,6 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from benchlib import record  # noqa: E402
 from harness import BUILD, ROOT, Stack, free_port  # noqa: E402
 
 HOOK = os.path.join(BUILD, "agent-hook")
@@ -130,6 +131,11 @@ def main():
     for label, (p50, p99) in rows:
         extra = "" if label.startswith("process") else "   (p50 %+.2f ms over the floor)" % (p50 - floor)
         print("  %-45s p50 %6.2f ms   p99 %6.2f ms%s" % (label, p50, p99, extra))
+        key = "hook_" + "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+        up = label.startswith("collector up")
+        record("hook", key + "_p50", "hook cost p50: " + label, round(p50, 2), "ms",
+               target=2 if up else None, better="lower" if up else None)
+        record("hook", key + "_p99", "hook cost p99: " + label, round(p99, 2), "ms")
     print("  events sent with the collector up: %d, stored in PostgreSQL: %d" % (sent, stored))
 
 

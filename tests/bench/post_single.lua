@@ -1,4 +1,8 @@
--- wrk script: POST one small canonical event per request (keep-alive).
+-- wrk script: POST one small canonical event per request (keep-alive); the
+-- event is tests/bench/single_event.json (peer_bench.py XADDs the same one).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local f = assert(io.open(dir .. "single_event.json", "r"))
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"event_type":"PostToolUse","session_id":"bench-s1","agent_id":"main","tool":"Bash","latency_ms":12,"payload":{"success":true,"command":"ls -la"}}'
+wrk.body = f:read("*l")
+f:close()

@@ -25,6 +25,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from benchlib import record  # noqa: E402
 from harness import Stack  # noqa: E402
 
 EVENTS = int(os.environ.get("QBENCH_EVENTS", "10000000"))
@@ -195,6 +196,9 @@ def main():
         for name, lat in results.items():
             target = "p95 <= 50 ms" if "first page" in name else ""
             print("%-48s %9.1f %9.1f %9.1f   %s" % (name, pct(lat, 50), pct(lat, 95), pct(lat, 99), target))
+            key = "query_" + "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+            record("query", key, "query p95 on %d M events: %s" % (EVENTS // 1000000, name), round(pct(lat, 95), 1),
+                   "ms", target=50 if target else None, better="lower" if target else None)
     finally:
         st.close()
 
