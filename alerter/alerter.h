@@ -29,6 +29,7 @@ struct alerter_conf {
 	char *consumer;
 	char *start_id;
 	long long batch_max;
+	long long read_pause_ms;
 	long long claim_idle_ms;
 	long long claim_interval_ms;
 	long long eval_interval_ms;

@@ -42,6 +42,10 @@ static const struct cfg_setting settings[] = {
 	 "Where a new consumer group starts: $ (new events only) or 0 (whole stream)",
 	 offsetof(T, start_id), 0, -1},
 	{"alerter.batch_max", CFG_INT, "1000", "Most entries read per XREADGROUP", offsetof(T, batch_max), 1, 100000},
+	{"alerter.read_pause_ms", CFG_INT, "20",
+	 "Pause after a read that emptied the stream, so a trickle of events costs one wake-up per pause, "
+	 "not one per event (adds at most this to alert latency; 0: none)",
+	 offsetof(T, read_pause_ms), 0, 1000},
 	{"alerter.claim_idle_ms", CFG_INT, "30000", "Claim entries pending this long on dead consumers",
 	 offsetof(T, claim_idle_ms), 1000, 86400000},
 	{"alerter.claim_interval_ms", CFG_INT, "5000", "How often to look for entries to claim",
@@ -295,6 +299,18 @@ static void claim(void)
 
 /* ---------- the consume loop ---------- */
 
+/* Sleep `ms` (at most until the next window tick, `until_tick` ms away) or
+ * until a stop signal: a caught-up reader lets events gather. */
+static void pause_ms(long long ms, int64_t until_tick)
+{
+	if (until_tick < ms)
+		ms = until_tick;
+	if (ms <= 0 || sig_stop)
+		return;
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
 static void consume(void)
 {
 	struct rs_batch b = {0};
@@ -357,8 +373,11 @@ static void consume(void)
 			if (b.n == 0)
 				continue;
 		}
-		if (b.n && process(&b) == 0)
+		if (b.n && process(&b) == 0) {
+			if (!pending_phase && got > 0 && got < cf.batch_max && cf.read_pause_ms > 0)
+				pause_ms(cf.read_pause_ms, next_tick - ev_mono_ms());
 			continue;
+		}
 		if (rc && rc->err)
 			redis_failed("redis connection lost", rc->errstr);
 	}
