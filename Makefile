@@ -56,6 +56,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcommon.a $(BUILD)/.flags
 $(BUILD)/streamer: LDLIBS += $(shell pkg-config --libs libwebsockets 2>/dev/null)
 $(BUILD)/obj/streamer/%.o: CFLAGS += $(shell pkg-config --cflags libwebsockets 2>/dev/null)
 $(BUILD)/tests/test_filter: $(BUILD)/obj/streamer/filter.o $(BUILD)/obj/streamer/event.o
+$(BUILD)/tests/test_webconf: $(BUILD)/obj/streamer/webconf.o
 
 # History (issue 6): the pure parts of the read API and the price table are unit-tested.
 $(BUILD)/tests/test_api: $(BUILD)/obj/collector/api_query.o $(BUILD)/obj/collector/transcript.o

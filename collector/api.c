@@ -170,7 +170,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, struct api_state *st, int
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
 		                        st->ep == API_TRANSCRIPTS ? "GET, HEAD, POST" : "GET, HEAD");
 	*code = st->status;
-	enum MHD_Result ret = MHD_queue_response(c, (unsigned)st->status, r);
+	enum MHD_Result ret = http_queue(c, (unsigned)st->status, r);
 	MHD_destroy_response(r);
 	return ret;
 }

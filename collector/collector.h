@@ -32,6 +32,7 @@ struct collector_conf {
 	long long api_threads;
 	long long api_statement_timeout_ms;
 	long long api_max_range_days;
+	char *cors_origin;
 	char *transcript_stream;
 	CFG_FIELDS_COMMON;
 };

@@ -112,7 +112,7 @@ static enum MHD_Result unavailable(struct MHD_Connection *c, const struct collec
 	snprintf(ra, sizeof ra, "%lld", cf->retry_after_s);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-	enum MHD_Result ret = MHD_queue_response(c, 503, r);
+	enum MHD_Result ret = http_queue(c, 503, r);
 	MHD_destroy_response(r);
 	return ret;
 }

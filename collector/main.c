@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "collector.h"
 #include "daemon.h"
+#include "http.h"
 #include "log.h"
 #include "sig.h"
 
@@ -46,6 +47,10 @@ static const struct cfg_setting settings[] = {
 	 "History API: longest query (504 after)", offsetof(T, api_statement_timeout_ms), 10, 600000},
 	{"collector.api_max_range_days", CFG_INT, "31",
 	 "History API: longest from..to of GET /events", offsetof(T, api_max_range_days), 1, 3660},
+	{"collector.cors_origin", CFG_STR, "",
+	 "History API: the one browser origin allowed to read it cross-origin (the dashboard, e.g. "
+	 "http://127.0.0.1:7071); empty = no CORS headers",
+	 offsetof(T, cors_origin), 0, -1},
 	{"collector.transcript_stream", CFG_STR, "agent_transcripts",
 	 "Stream that POST /transcripts appends to", offsetof(T, transcript_stream), 0, -1},
 	CFG_ROWS_COMMON(T),
@@ -68,6 +73,10 @@ int main(int argc, char **argv)
 		return code;
 	if (daemon_check_bind("collector.bind", cf.bind, 0))
 		goto out;
+	if (http_cors_set(cf.cors_origin, err, sizeof err)) {
+		log_kv(LOG_ERROR, "bad setting", "key", "collector.cors_origin", "error", err, NULL);
+		goto out;
+	}
 	arena_install_cjson_hooks();
 	reg = met_registry_new();
 	if (!reg || api_start(&cf, reg, err, sizeof err) || server_start(&cf, reg, err, sizeof err)) {

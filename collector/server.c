@@ -80,7 +80,7 @@ static enum MHD_Result unavailable(struct req *rq, struct MHD_Connection *c, con
 	snprintf(ra, sizeof ra, "%lld", conf->retry_after_s);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-	enum MHD_Result ret = MHD_queue_response(c, 503, r);
+	enum MHD_Result ret = http_queue(c, 503, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -102,7 +102,7 @@ static enum MHD_Result reply_queued(struct req *rq, struct MHD_Connection *c)
 	off += (size_t)snprintf(s + off, cap - off, "]}");
 	struct MHD_Response *r = MHD_create_response_from_buffer(off, s, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	enum MHD_Result ret = MHD_queue_response(c, 202, r);
+	enum MHD_Result ret = http_queue(c, 202, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -186,6 +186,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		clock_gettime(CLOCK_MONOTONIC, &rq->start);
 		*con_cls = rq;
 		atomic_fetch_add(&in_flight, 1);
+		if (strcmp(method, "OPTIONS") == 0) { /* CORS preflight (collector.cors_origin) */
+			rq->route = R_OTHER;
+			rq->code = 204;
+			return http_reply_options(c);
+		}
 		if (api_route(method, url)) /* history reads, POST /transcripts: api.c */
 			rq->route = R_API;
 		else if (hooks_http_route(method, url)) /* /hooks/claude-code, /v1/logs */

@@ -1,18 +1,151 @@
-/* http.c -- JSON replies, admin endpoints and the stand-alone admin server
- * (see http.h). The admin server runs in libmicrohttpd's own polling thread;
- * the ready callback and met_render run there, so both must be thread-safe. */
+/* http.c -- JSON replies, CORS for one origin, admin endpoints and the
+ * stand-alone admin server (see http.h). The admin server runs in
+ * libmicrohttpd's own polling thread; the ready callback and met_render run
+ * there, so both must be thread-safe. The CORS origin is process-wide,
+ * written once by http_cors_set() before any server thread reads it. */
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 
 #include "met.h"
+
+/* ------------------------------------------------------------------ CORS -- */
+
+static char cors_origin[256]; /* "" = off */
+
+int http_url_origin(const char *url, char *origin, size_t len, const char **rest, char *err,
+                    size_t errlen)
+{
+	const char *p = url, *host, *port = NULL;
+	size_t slen;
+	if (strncasecmp(p, "http://", 7) == 0)
+		slen = 4;
+	else if (strncasecmp(p, "https://", 8) == 0)
+		slen = 5;
+	else {
+		snprintf(err, errlen, "\"%s\" is not an http:// or https:// URL", url);
+		return -1;
+	}
+	for (const unsigned char *q = (const unsigned char *)url; *q; q++) {
+		if (*q <= 0x20 || *q >= 0x7f || *q == '"' || *q == '\'' || *q == ';' || *q == ',' ||
+		    *q == '\\') {
+			snprintf(err, errlen, "\"%s\": character %d not allowed in the URL", url, (int)*q);
+			return -1;
+		}
+	}
+	host = p = url + slen + 3;
+	if (*p == '[') { /* IPv6 literal */
+		p++;
+		while (isxdigit((unsigned char)*p) || *p == ':' || *p == '.')
+			p++;
+		if (*p != ']' || p == host + 1) {
+			snprintf(err, errlen, "\"%s\": bad IPv6 address", url);
+			return -1;
+		}
+		p++;
+	} else {
+		while (isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_')
+			p++;
+		if (p == host) {
+			snprintf(err, errlen, "\"%s\": no host", url);
+			return -1;
+		}
+	}
+	size_t hlen = (size_t)(p - host);
+	long pnum = 0;
+	if (*p == ':') {
+		port = ++p;
+		while (isdigit((unsigned char)*p) && pnum <= 65535)
+			pnum = pnum * 10 + (*p++ - '0');
+		if (p == port || pnum < 1 || pnum > 65535 || isdigit((unsigned char)*p)) {
+			snprintf(err, errlen, "\"%s\": bad port", url);
+			return -1;
+		}
+	}
+	if (*p && *p != '/') {
+		snprintf(err, errlen, "\"%s\": unexpected '%c' after the host (user info, query or fragment?)",
+		         url, *p);
+		return -1;
+	}
+	if ((slen == 4 && pnum == 80) || (slen == 5 && pnum == 443))
+		port = NULL; /* browsers leave the default port out of Origin */
+	char pbuf[8] = "";
+	if (port)
+		snprintf(pbuf, sizeof pbuf, ":%ld", pnum);
+	int n = snprintf(origin, len, "%.*s://%.*s%s", (int)slen, url, (int)hlen, host, pbuf);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, errlen, "\"%s\": URL too long", url);
+		return -1;
+	}
+	for (char *q = origin; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	if (rest)
+		*rest = p;
+	return 0;
+}
+
+int http_cors_set(const char *origin, char *err, size_t errlen)
+{
+	char o[sizeof cors_origin];
+	const char *rest = "";
+	cors_origin[0] = '\0';
+	if (!origin || !*origin)
+		return 0;
+	if (http_url_origin(origin, o, sizeof o, &rest, err, errlen))
+		return -1;
+	if (*rest) {
+		snprintf(err, errlen, "\"%s\" is a URL, not an origin: leave out the path (%s)", origin, rest);
+		return -1;
+	}
+	memcpy(cors_origin, o, sizeof o);
+	return 0;
+}
+
+/* 1 when the request comes from the configured origin. */
+static int cors_allowed(struct MHD_Connection *c)
+{
+	if (!cors_origin[0])
+		return 0;
+	const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	return o && strcasecmp(o, cors_origin) == 0;
+}
+
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+	if (cors_origin[0]) {
+		MHD_add_response_header(r, "Vary", "Origin");
+		if (cors_allowed(c))
+			MHD_add_response_header(r, "Access-Control-Allow-Origin", cors_origin);
+	}
+	return MHD_queue_response(c, status, r);
+}
+
+enum MHD_Result http_reply_options(struct MHD_Connection *c)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, OPTIONS");
+	if (cors_allowed(c)) {
+		MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, HEAD");
+		MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+		MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+	}
+	enum MHD_Result ret = http_queue(c, 204, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* --------------------------------------------------------------- replies -- */
 
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                            const char *body, size_t len)
@@ -23,7 +156,7 @@ enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
-	enum MHD_Result ret = MHD_queue_response(c, status, r);
+	enum MHD_Result ret = http_queue(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
 }

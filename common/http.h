@@ -1,7 +1,8 @@
 /* http.h -- small HTTP helpers over libmicrohttpd: JSON replies and errors,
- * the admin endpoints every daemon serves (/healthz, /readyz, /metrics), and
- * a stand-alone admin server for daemons without their own HTTP port.
- * Responses are built per call and freed after queueing; thread-safe. */
+ * the admin endpoints every daemon serves (/healthz, /readyz, /metrics), a
+ * stand-alone admin server for daemons without their own HTTP port, and CORS
+ * for one configured origin. Responses are built per call and freed after
+ * queueing; thread-safe (http_cors_set only before the server starts). */
 #ifndef HTTP_H
 #define HTTP_H
 
@@ -11,6 +12,28 @@ struct met_registry;
 
 /* Returns 1 when the daemon can do useful work (dependencies reachable). */
 typedef int (*http_ready_fn)(void *ud, char *why, size_t whylen);
+
+/* Queue a response (every reply of a server that may use CORS goes through
+ * here): adds Access-Control-Allow-Origin when the request's Origin is the
+ * one given to http_cors_set(), and Vary: Origin whenever CORS is on. */
+enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r);
+
+/* CORS for exactly one origin (scheme://host[:port], never "*"); NULL or ""
+ * turns it off (the default: no CORS headers at all). Call before serving.
+ * -1 with err when origin is not a plain origin. */
+int http_cors_set(const char *origin, char *err, size_t errlen);
+/* Answer OPTIONS (a CORS preflight or a plain OPTIONS): 204 with Allow; for
+ * the configured origin also Access-Control-Allow-Origin/-Methods (GET,
+ * HEAD)/-Headers (Authorization, Content-Type)/-Max-Age. */
+enum MHD_Result http_reply_options(struct MHD_Connection *c);
+
+/* The origin of an http:// or https:// URL, as a browser sends it in Origin:
+ * lower-case scheme and host, the default port (80, 443) left out. *rest
+ * (may be NULL) is what follows the origin: "" or "/...". Rejects user
+ * info, a missing host, a bad port and characters outside printable ASCII,
+ * spaces, quotes, ';' and ','. 0, or -1 with err. */
+int http_url_origin(const char *url, char *origin, size_t len, const char **rest, char *err,
+                    size_t errlen);
 
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *ctype,
                            const char *body, size_t len);

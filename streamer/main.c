@@ -26,6 +26,11 @@ static const struct cfg_setting settings[] = {
 	{"streamer.web_root", CFG_STR, "streamer/web/dist",
 	 "Directory of the built dashboard served at / (relative to the working directory)",
 	 offsetof(T, web_root), 0, -1},
+	{"streamer.api_url", CFG_STR, "",
+	 "History API base URL the dashboard's history view reads (GET /config.json), e.g. "
+	 "http://127.0.0.1:7070; that collector needs collector.cors_origin = this dashboard's origin. "
+	 "Empty: no history view",
+	 offsetof(T, api_url), 0, -1},
 	{"streamer.max_clients", CFG_INT, "4096", "Most WebSocket clients at once (503 above)",
 	 offsetof(T, max_clients), 1, 100000},
 	{"streamer.read_count", CFG_INT, "1000", "Most entries per XREAD", offsetof(T, read_count), 1, 100000},

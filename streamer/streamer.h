@@ -5,6 +5,8 @@
  *   event.c   one stream entry as a shared, immutable, pre-framed record
  *   ws.c      libwebsockets protocols: HTTP endpoints, WS clients, fan-out
  *   filter.c  the filter grammar and matcher (pure; unit-tested)
+ *   webconf.c /config.json and the security headers from streamer.api_url
+ *             (pure; unit-tested)
  *
  * Threads: the lws service thread (main) owns every client and every
  * reference count; the reader and the replay worker only build records and
@@ -32,6 +34,7 @@ struct streamer_conf {
 	char *bind;
 	long long port;
 	char *web_root;
+	char *api_url;
 	long long max_clients;
 	long long read_count;
 	long long client_queue_max;
@@ -122,6 +125,19 @@ void source_stop(struct streamer *s);
 /* Queue a replay request (service thread); the worker answers through
  * done_head and lws_cancel_service(). Takes ownership of r. */
 void source_request_replay(struct streamer *s, struct replay *r);
+
+/* ---- webconf.c ---- */
+
+struct webconf {
+	char *config_json; /* {"api_url":"..."}: GET /config.json */
+	char *csp;         /* Content-Security-Policy of every answer */
+};
+
+/* From streamer.api_url: "" (no history API), an http(s) URL, or a path on
+ * the dashboard's own origin ("/api", behind a reverse proxy); trailing '/'
+ * dropped. -1 with err naming the setting when the URL is unusable. */
+int webconf_build(const char *api_url, struct webconf *wc, char *err, size_t errlen);
+void webconf_free(struct webconf *wc); /* NULL is a no-op */
 
 /* ---- ws.c ---- */
 

@@ -1,6 +1,7 @@
 /* ws.c -- the streamer's libwebsockets side, all on the service thread:
- * the HTTP endpoints (/healthz, /readyz, /metrics, the dashboard's files at
- * /), the WebSocket endpoint /stream, and the fan-out of events to clients.
+ * the HTTP endpoints (/healthz, /readyz, /metrics, /config.json, the
+ * dashboard's files at /, all with the security headers of webconf.c), the
+ * WebSocket endpoint /stream, and the fan-out of events to clients.
  *
  * Sections: state and helpers; request parsing (filter/since/backlog);
  * HTTP; clients (open, queue, drop, close); frames (one lws_write per
@@ -102,7 +103,9 @@ static struct {
 	size_t spare_cap;
 	lws_sorted_usec_list_t tick;
 	char web_root[PATH_MAX];
-	struct lws_http_mount mounts[5];
+	struct lws_http_mount mounts[6];
+	struct webconf web;                       /* /config.json, CSP */
+	struct lws_protocol_vhost_options hdr[5]; /* security headers of every answer */
 	lws_retry_bo_t retry;
 	int closing;
 } W;
@@ -346,6 +349,8 @@ static int http_request(struct lws *wsi, struct http_req *h)
 			cJSON_Delete(o);
 			status = 503;
 		}
+	} else if (ulen == 12 && memcmp(uri, "/config.json", 12) == 0) {
+		body = W.web.config_json;
 	} else if (ulen == 8 && memcmp(uri, "/metrics", 8) == 0) {
 		size_t mlen = 0;
 		if (met_render(W.s->m.reg, &owned, &mlen) == 0) {
@@ -1042,7 +1047,14 @@ static void lws_log(int level, const char *line)
 int ws_start(struct streamer *s, char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
-	static const char *const cb_paths[] = {"/healthz", "/readyz", "/metrics", "/stream"};
+	static const char *const cb_paths[] = {"/healthz", "/readyz", "/metrics", "/stream", "/config.json"};
+	static const char *const hdr[][2] = {
+		{"content-security-policy:", NULL}, /* W.web.csp */
+		{"x-content-type-options:", "nosniff"},
+		{"x-frame-options:", "deny"},
+		{"referrer-policy:", "no-referrer"},
+		{"cross-origin-opener-policy:", "same-origin"},
+	};
 	struct stat st;
 
 	W.s = s;
@@ -1060,13 +1072,23 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 			       W.web_root, NULL);
 	}
 
+	if (webconf_build(s->cf.api_url, &W.web, err, errlen))
+		return -1;
+	/* lws' own best-practice headers, with the history API in connect-src */
+	memset(W.hdr, 0, sizeof W.hdr);
+	for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++) {
+		W.hdr[i].next = i + 1 < sizeof hdr / sizeof hdr[0] ? &W.hdr[i + 1] : NULL;
+		W.hdr[i].name = hdr[i][0];
+		W.hdr[i].value = hdr[i][1] ? hdr[i][1] : W.web.csp;
+	}
+
 	memset(W.mounts, 0, sizeof W.mounts);
 	W.mounts[0].mountpoint = "/";
 	W.mounts[0].origin = W.web_root;
 	W.mounts[0].def = "index.html";
 	W.mounts[0].origin_protocol = LWSMPRO_FILE;
 	W.mounts[0].mountpoint_len = 1;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		struct lws_http_mount *m = &W.mounts[i + 1];
 		m->mount_next = &W.mounts[i];
 		m->mountpoint = cb_paths[i];
@@ -1084,9 +1106,9 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	info.iface = strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind;
 	info.protocols = protocols;
 	info.pvo = &pvo;
-	info.mounts = &W.mounts[4];
-	info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-	               LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+	info.mounts = &W.mounts[5];
+	info.headers = &W.hdr[0];
+	info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.retry_and_idle_policy = &W.retry;
 	info.max_http_header_data = 16384;
 	info.fd_limit_per_thread = (unsigned int)(s->cf.max_clients + 64);
@@ -1098,6 +1120,7 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	if (!W.ctx) {
 		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address?)", s->cf.bind,
 		         s->cf.port);
+		webconf_free(&W.web);
 		return -1;
 	}
 	s->lws = W.ctx;
@@ -1135,6 +1158,7 @@ void ws_stop(struct streamer *s)
 	lws_context_destroy(W.ctx);
 	W.ctx = NULL;
 	s->lws = NULL;
+	webconf_free(&W.web);
 	free(W.fbuf);
 	W.fbuf = NULL;
 	free(W.spare);

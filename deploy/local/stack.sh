@@ -18,6 +18,9 @@
 #   OBS_REDIS_HOST=127.0.0.1
 #   OBS_PG_CONNINFO="host=127.0.0.1 port=$OBS_PG_PORT dbname=agent_obs user=agent_obs"
 #   OBS_COLLECTOR_PG_CONNINFO (history reads: same server, role agent_obs_read)
+#   OBS_STREAMER_API_URL=http://127.0.0.1:$OBS_COLLECTOR_PORT (the dashboard's history view
+#   reads the collector) and OBS_COLLECTOR_CORS_ORIGIN=http://127.0.0.1:$OBS_STREAMER_PORT
+#   (the collector lets that one origin read it)
 #   OBS_REDIS_PASSWORD (optional: requirepass for the stack's redis)
 #   OBS_CONFIG (default config/agent-obs.yaml; passed as --config if it exists)
 # Any other OBS_* variable you export reaches the daemons unchanged.
@@ -50,8 +53,10 @@ STOP_TIMEOUT=10     # seconds between SIGTERM and SIGKILL
 : "${OBS_PROCESSOR_METRICS_PORT:=7072}"
 : "${OBS_STREAMER_PORT:=7071}"
 : "${OBS_ALERTER_METRICS_PORT:=7073}"
+: "${OBS_STREAMER_API_URL:=http://127.0.0.1:$OBS_COLLECTOR_PORT}"
+: "${OBS_COLLECTOR_CORS_ORIGIN:=http://127.0.0.1:$OBS_STREAMER_PORT}"
 export OBS_REDIS_HOST OBS_REDIS_PORT OBS_PG_CONNINFO OBS_COLLECTOR_PG_CONNINFO OBS_COLLECTOR_PORT OBS_PROCESSOR_METRICS_PORT
-export OBS_ALERTER_METRICS_PORT OBS_STREAMER_PORT
+export OBS_ALERTER_METRICS_PORT OBS_STREAMER_PORT OBS_STREAMER_API_URL OBS_COLLECTOR_CORS_ORIGIN
 CONFIG=${OBS_CONFIG:-$ROOT/config/agent-obs.yaml}
 
 # ---------------------------------------------------------------- services --
@@ -81,7 +86,7 @@ SERVICES=(
 declare -A SERVICE_INFO=(
 	[collector]="POST http://127.0.0.1:${OBS_COLLECTOR_PORT}/events   (GET /healthz, /metrics)"
 	[processor]="http://127.0.0.1:${OBS_PROCESSOR_METRICS_PORT}/metrics   (GET /healthz)"
-	[streamer]="dashboard http://127.0.0.1:${OBS_STREAMER_PORT}/   (WS /stream, GET /healthz, /metrics)"
+	[streamer]="dashboard http://127.0.0.1:${OBS_STREAMER_PORT}/ (history: /#/history)   (WS /stream, GET /config.json, /healthz, /metrics)"
 	[redis]="redis-cli -h 127.0.0.1 -p ${OBS_REDIS_PORT}   (stream agent_events)"
 	[postgres]="psql -h 127.0.0.1 -p ${OBS_PG_PORT} -U agent_obs agent_obs"
 	[alerter]="http://127.0.0.1:${OBS_ALERTER_METRICS_PORT}/rules   (GET /metrics; rules: config/alerts.yaml, reload: kill -HUP)"

@@ -4,7 +4,11 @@
 // timeline with their session's stable colour, sub-agents nest under their
 // parent, errors stand out with their stack trace, filter chips narrow the
 // view and live in the URL, the drawer shows the full JSON, light and dark
-// both render. Saves screenshots under tests/artifacts/.
+// both render. Then the history view: the events and a Stop-hook transcript
+// are stored by the processor, a transcript search finds the session, and the
+// session opens as the same timeline (same lanes, same colours) with its
+// transcript alongside, every page of events and messages loaded, read from
+// the collector's API across origins. Saves screenshots under tests/artifacts/.
 //
 // Usage: STREAMER=http://127.0.0.1:7071 COLLECTOR=http://127.0.0.1:7070 \
 //        node tests/browser/dashboard.mjs
@@ -106,9 +110,147 @@ function fleet(now) {
   return ev
 }
 
+async function get(path) {
+  const r = await fetch(COLLECTOR + path)
+  if (r.status !== 200) fail(`GET ${path}: ${r.status} ${await r.text()}`)
+  return r.json()
+}
+
+// POST /transcripts in the format the Stop hook sends (README "Transcripts")
+async function postTranscript(session, messages) {
+  const r = await fetch(COLLECTOR + '/transcripts', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ session_id: session, agent_id: null, transcript_path: `/home/dev/.claude/projects/p/${session}.jsonl`, messages }),
+  })
+  if (r.status !== 202) fail(`POST /transcripts answered ${r.status}: ${await r.text()}`)
+}
+
+async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > end) fail('timed out waiting for ' + what)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
 async function circles(page, session) {
   return page.$$eval(`svg[data-testid=timeline] circle[data-session="${session}"]`, (cs) =>
     cs.map((c) => ({ fill: c.getAttribute('fill'), sid: c.getAttribute('data-sid'), err: c.classList.contains('err') })))
+}
+
+let s1Posted = 0
+
+// The history view, after the live checks: past sessions from PostgreSQL
+// through the collector's read API, across origins.
+async function history(page, context) {
+  const L = `long-${run}` // more events and messages than one page holds
+  const now = Date.now()
+  const long = []
+  for (let i = 0; i < 2500; i++) {
+    const sub = i % 3 !== 0
+    long.push({ session_id: L, agent_id: sub ? `${L}-worker` : `${L}-main`, agent_role: sub ? 'subagent' : 'main',
+      ...(sub ? { parent_agent_id: `${L}-main` } : {}),
+      event_type: i % 100 === 99 ? 'PostToolUseFailure' : i % 2 ? 'PostToolUse' : 'PreToolUse',
+      tool: ['Bash', 'Read', 'Edit'][i % 3], timestamp: now - 3 * 3600e3 + i * 4000, payload: { i } })
+  }
+  await post(long)
+  const t0 = now - 120e3
+  const phrase = `tachyon manifold ${run}`
+  await postTranscript(S1, [
+    { uuid: randomUUID(), role: 'user', text: `Why does the ${phrase} drift after the refactor?`, timestamp: new Date(t0).toISOString() },
+    { uuid: randomUUID(), role: 'assistant', model: 'claude-sonnet-4-5', tokens: { input: 1200, output: 300 },
+      text: `The ${phrase} drifts because parser.ts re-reads the config on every call.\nCaching it fixes the drift.`,
+      timestamp: new Date(t0 + 5000).toISOString() },
+    { uuid: randomUUID(), role: 'user', text: 'Fix it and run the tests.', timestamp: new Date(t0 + 9000).toISOString() },
+  ])
+  const msgs = []
+  for (let i = 0; i < 600; i++)
+    msgs.push({ uuid: randomUUID(), role: i % 2 ? 'assistant' : 'user', text: `long session message ${i}`,
+      timestamp: new Date(now - 3 * 3600e3 + i * 15000).toISOString() })
+  await postTranscript(L, msgs)
+  await until('the processor to store the events and transcripts', async () => {
+    const s1 = await get(`/sessions/${encodeURIComponent(S1)}`)
+    const l = await fetch(`${COLLECTOR}/sessions/${encodeURIComponent(L)}`).then((r) => (r.ok ? r.json() : null))
+    return s1.session.events === s1Posted && s1.session.transcript_messages === 3 &&
+      l?.session.events === 2500 && l?.session.transcript_messages === 600
+  })
+  ok(`the processor stored ${s1Posted} + 2500 events and 3 + 600 transcript messages`)
+
+  await page.setViewportSize({ width: 1600, height: 1000 })
+  await page.click('[data-testid=nav-history]')
+  await page.waitForSelector('[data-testid=history-form]', { timeout: 5000 })
+  if (await page.evaluate(() => document.documentElement.dataset.theme === 'dark')) await page.click('[data-testid=theme]')
+  for (const s of [S1, S2, L]) await page.waitForSelector(`[data-testid=sessions] tr[data-session="${s}"]`, { timeout: 10000 })
+  ok('History opens the history view; GET /sessions answers across origins (CORS) and lists the sessions')
+
+  await page.fill('[data-testid=history-q]', `"${phrase}"`)
+  await page.click('[data-testid=history-submit]')
+  await page.waitForSelector(`[data-testid=hits] .hit[data-session="${S1}"]`, { timeout: 10000 })
+  const hits = await page.$$eval('[data-testid=hits] .hit', (hs) => hs.map((h) => ({
+    session: h.getAttribute('data-session'), marks: [...h.querySelectorAll('mark')].map((m) => m.textContent), text: h.textContent })))
+  if (hits.length !== 2 || hits.some((h) => h.session !== S1)) fail('expected 2 hits in ' + S1 + ': ' + JSON.stringify(hits))
+  if (!hits.every((h) => h.marks.includes('tachyon') && h.marks.includes('manifold'))) fail('hits lack the marked words: ' + JSON.stringify(hits))
+  const hash = await page.evaluate(() => location.hash)
+  if (!hash.startsWith('#/history?') || !new URLSearchParams(hash.split('?')[1]).get('q').includes(phrase)) fail('search not in the URL: ' + hash)
+  await page.screenshot({ path: join(ART, 'dashboard-history-search.png') })
+  ok(`transcript search finds the phrase from the Stop hook (2 hits, marked), kept in the URL (${hash}); screenshot dashboard-history-search.png`)
+
+  await page.click(`[data-testid=hits] .hit[data-session="${S1}"] a`)
+  await page.waitForFunction(() => location.hash.startsWith('#/session/'), null, { timeout: 5000 })
+  await until('the session timeline', async () => (await circles(page, S1)).length === s1Posted, 10000)
+  const dots = await circles(page, S1)
+  const want = colour(S1, false)
+  if (dots.some((c) => c.fill !== want)) fail(`history dots not ${want}: ${dots.find((c) => c.fill !== want).fill}`)
+  if (dots.filter((c) => c.err).length !== 1) fail('the failed Edit of ' + S1 + ' is not ringed')
+  const hl = await page.$$eval('.lane-label', (ls) => ls.map((l) => ({ name: l.querySelector('.lane-name')?.textContent, nested: l.classList.contains('nested') })))
+  const at = (n) => hl.findIndex((l) => l.name === n)
+  for (const child of [`${S1}-explore`, `${S1}-review`]) {
+    if (at(child) < 0 || !hl[at(child)].nested || at(child) < at(`${S1}-main`) || hl[at(`${S1}-main`)].nested) fail(`lane ${child} not nested: ${JSON.stringify(hl)}`)
+  }
+  ok(`the past session opens as the live timeline: all ${s1Posted} events, colour ${want}, sub-agents nested, the error ringed`)
+
+  await page.waitForSelector('[data-testid=transcript] .message.focus', { timeout: 5000 })
+  const tr = await page.textContent('[data-testid=transcript]')
+  for (const t of [`Why does the ${phrase} drift`, 'Caching it fixes the drift.', 'Fix it and run the tests.']) if (!tr.includes(t)) fail('transcript lacks: ' + t)
+  const focus = await page.textContent('[data-testid=transcript] .message.focus')
+  if (!focus.includes(phrase)) fail('the message of the hit is not the focused one: ' + focus)
+  const marks = await page.$$eval('[data-testid=transcript] mark', (ms) => ms.map((m) => m.textContent))
+  if (!marks.includes('tachyon')) fail('search words not marked in the transcript')
+  const summary = await page.textContent('[data-testid=session-summary]')
+  if (!summary.includes(String(s1Posted))) fail('summary lacks the event count: ' + summary)
+  await page.screenshot({ path: join(ART, 'dashboard-history-session.png') })
+  ok('its transcript is alongside, the hit\'s message focused, the search words marked; screenshot dashboard-history-session.png')
+
+  await page.click(`svg[data-testid=timeline] circle.err`, { force: true })
+  await page.waitForSelector('[data-testid=drawer].open', { timeout: 5000 })
+  const ej = JSON.parse(await page.textContent('[data-testid=event-json]'))
+  if (ej.session_id !== S1 || ej.payload?.error !== 'old_string not found in file') fail('drawer shows the wrong event: ' + JSON.stringify(ej))
+  await page.keyboard.press('Escape')
+  ok('a dot of the past session opens the drawer with the stored event')
+
+  // a shared session URL, in a new tab: every page of events and messages
+  const p2 = await context.newPage()
+  await p2.goto(`${STREAMER}/#/session/${encodeURIComponent(L)}`)
+  await until('all 2500 events of the long session', async () => (await circles(p2, L)).length === 2500, 20000)
+  await until('all 600 messages', async () => (await p2.$$('[data-testid=transcript] .message')).length === 600, 20000)
+  const order = await p2.$$eval('[data-testid=transcript] .message-text', (ms) => ms.map((m) => m.textContent))
+  if (order[0] !== 'long session message 0' || order[599] !== 'long session message 599') fail('messages out of order')
+  const ids = await p2.$$eval(`svg[data-testid=timeline] circle`, (cs) => cs.map((c) => c.getAttribute('data-id')))
+  if (new Set(ids).size !== 2500) fail('repeated events across pages')
+  const lanesL = await p2.$$eval('.lane-label', (ls) => ls.map((l) => l.classList.contains('nested')))
+  if (lanesL.length !== 2 || lanesL[0] || !lanesL[1]) fail('long session lanes: ' + JSON.stringify(lanesL))
+  await p2.close()
+  ok('a shared #/session/ URL loads every page: 2500 events (3 pages, none repeated) and 600 messages (2 pages, in order)')
+
+  await page.click('[data-testid=nav-back]')
+  await page.waitForSelector(`[data-testid=hits] .hit[data-session="${S1}"]`, { timeout: 5000 })
+  if ((await page.inputValue('[data-testid=history-q]')) !== `"${phrase}"`) fail('search not restored')
+  await page.click('[data-testid=nav-live]')
+  await page.waitForSelector('[data-testid=status].live', { timeout: 10000 })
+  ok('back to the search (restored), then back to the live view (connected)')
 }
 
 async function main() {
@@ -129,7 +271,9 @@ async function main() {
     await page.waitForSelector('[data-testid=status].live', { timeout: 10000 })
     ok('dashboard loads from the streamer and connects (status live)')
 
-    const ids = await post(fleet(Date.now()))
+    const posted = fleet(Date.now())
+    s1Posted = posted.filter((e) => e.session_id === S1).length + 1 // + the Stop posted below
+    const ids = await post(posted)
     const last = ids[ids.length - 1]
     await page.waitForFunction((n) => Number(document.querySelector('[data-testid=received]')?.textContent?.replace(/\D/g, '')) >= n,
       ids.length, { timeout: 10000 })
@@ -239,6 +383,9 @@ async function main() {
 
     const lag = await page.textContent('[data-testid=lag]')
     ok(`status bar shows lag ${lag.trim()}`)
+
+    await history(page, context)
+
     if (problems.length) fail(problems.join('\n'))
     ok('no page errors')
   } catch (e) {

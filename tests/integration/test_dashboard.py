@@ -1,6 +1,8 @@
 """Dashboard in a real browser: Debian's Chromium driven by playwright-core
 (tests/browser/dashboard.mjs) against the SPA the streamer serves, with events
-POSTed to the collector. Screenshots land in tests/artifacts/ (git-ignored).
+and transcripts POSTed to the collector: the live view, then the history view
+reading the collector's API across origins (collector.cors_origin,
+streamer.api_url). Screenshots land in tests/artifacts/ (git-ignored).
 Needs the built SPA (make), node, and /usr/bin/chromium (install-deps.sh)."""
 import os
 import shutil
@@ -35,9 +37,11 @@ def setup():
     st.start_redis()
     st.start_pg()
     st.start("processor")
-    st.start("collector")
+    # the history view: the dashboard reads the collector's API across origins
     st.streamer_port = free_port()
-    st.start("streamer", wait_port=st.streamer_port, OBS_STREAMER_PORT=st.streamer_port)
+    st.start("collector", OBS_COLLECTOR_CORS_ORIGIN="http://127.0.0.1:%d" % st.streamer_port)
+    st.start("streamer", wait_port=st.streamer_port, OBS_STREAMER_PORT=st.streamer_port,
+             OBS_STREAMER_API_URL="http://127.0.0.1:%d" % st.collector_port)
     return st
 
 
@@ -52,5 +56,6 @@ def test_dashboard_in_chromium(st):
                        text=True, timeout=120)
     print(r.stdout.rstrip())
     assert r.returncode == 0, "browser test failed:\n%s\n%s" % (r.stdout[-3000:], r.stderr[-3000:])
-    for name in ("dashboard.png", "dashboard-drawer.png", "dashboard-dark-wall.png"):
+    for name in ("dashboard.png", "dashboard-drawer.png", "dashboard-dark-wall.png", "dashboard-history-search.png",
+                 "dashboard-history-session.png"):
         assert os.path.getsize(os.path.join(ROOT, "tests", "artifacts", name)) > 10000, name

@@ -3,16 +3,19 @@ search), transcripts through their own stream, tokens and cost, retention.
 
 Every endpoint and filter is compared with the same question asked of PostgreSQL
 directly; pagination is walked to the end and checked for gaps and repeats;
-every bad parameter gets a 400 naming it; PostgreSQL down answers 503 while
-ingest goes on; retention drops old partitions while events keep flowing."""
+every bad parameter gets a 400 naming it; CORS only for the one configured
+origin (the dashboard); PostgreSQL down answers 503 while ingest goes on;
+retention drops old partitions while events keep flowing."""
 import datetime
 import json
+import os
+import subprocess
 import threading
 import time
 import urllib.parse
 import uuid
 
-from harness import Stack, request, wait_for
+from harness import BUILD, Stack, free_port, request, wait_for
 
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
@@ -425,6 +428,53 @@ def test_bad_parameters_answer_400_naming_them(st):
     evil = "x' OR '1'='1"
     assert ok(st, "/events", session_id=evil)["events"] == []
     assert ok(st, "/sessions", agent_id=evil)["sessions"] == []
+
+
+def test_cors_only_for_the_configured_origin(st):
+    """The dashboard (another origin) may read the API: collector.cors_origin
+    names exactly one origin; nothing else gets CORS headers, never `*`."""
+    dash = "http://127.0.0.1:7071"
+    pre = {"Origin": dash, "Access-Control-Request-Method": "GET",
+           "Access-Control-Request-Headers": "authorization"}
+    # default: no CORS at all
+    status, hdrs, _ = request(st.collector_port, "GET", "/sessions?limit=1", headers={"Origin": dash})
+    assert status == 200 and "access-control-allow-origin" not in hdrs and "vary" not in hdrs, hdrs
+    status, hdrs, _ = request(st.collector_port, "OPTIONS", "/sessions", headers=pre)
+    assert status == 204 and "access-control-allow-origin" not in hdrs, hdrs
+
+    st.kill("collector", sig=15)
+    st.start("collector", OBS_COLLECTOR_CORS_ORIGIN=dash)
+    # the configured origin: every answer carries it, errors and 404s too
+    for method, path, want in (("GET", "/sessions?limit=1", 200), ("GET", "/events?limit=0", 400),
+                               ("GET", "/sessions/" + S1, 200), ("GET", "/transcripts/search?q=x", 200),
+                               ("GET", "/nope", 404), ("GET", "/healthz", 200)):
+        status, hdrs, body = request(st.collector_port, method, path, headers={"Origin": dash})
+        assert status == want, (path, status, body)
+        assert hdrs.get("access-control-allow-origin") == dash, (path, hdrs)
+        assert hdrs.get("vary") == "Origin", (path, hdrs)
+    status, hdrs, _ = st.post({"event_type": "Stop", "session_id": "hist-cors"}, headers={"Origin": dash})
+    assert status == 202 and hdrs.get("access-control-allow-origin") == dash
+    # preflight (GET with an Authorization header): allowed, with the header
+    status, hdrs, body = request(st.collector_port, "OPTIONS", "/sessions", headers=pre)
+    assert status == 204 and body is None, (status, body)
+    assert hdrs["access-control-allow-origin"] == dash
+    assert "GET" in hdrs["access-control-allow-methods"] and "POST" not in hdrs["access-control-allow-methods"]
+    assert "authorization" in hdrs["access-control-allow-headers"].lower()
+    assert int(hdrs["access-control-max-age"]) > 0 and "OPTIONS" in hdrs["allow"]
+    # any other origin: no CORS headers (the browser then refuses the read)
+    for other in ("http://evil.example", "http://127.0.0.1:7072", "https://127.0.0.1:7071", "null"):
+        status, hdrs, _ = request(st.collector_port, "GET", "/sessions?limit=1", headers={"Origin": other})
+        assert status == 200 and "access-control-allow-origin" not in hdrs, (other, hdrs)
+        status, hdrs, _ = request(st.collector_port, "OPTIONS", "/sessions", headers=dict(pre, Origin=other))
+        assert status == 204 and not [h for h in hdrs if h.startswith("access-control-")], (other, hdrs)
+    status, hdrs, _ = request(st.collector_port, "GET", "/sessions?limit=1")
+    assert "access-control-allow-origin" not in hdrs and hdrs["vary"] == "Origin"
+
+    # a wildcard, a URL with a path, or no origin at all: refused at start
+    for bad, why in (("*", "not an http"), (dash + "/", "not an origin"), ("null", "not an http")):
+        r = subprocess.run([os.path.join(BUILD, "collector")], capture_output=True, text=True, timeout=10,
+                           env=st.env(OBS_COLLECTOR_PORT=free_port(), OBS_COLLECTOR_CORS_ORIGIN=bad))
+        assert r.returncode != 0 and "collector.cors_origin" in r.stderr and why in r.stderr, (bad, r.stderr)
 
 
 def test_reads_use_a_read_only_role(st):

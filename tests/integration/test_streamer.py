@@ -4,7 +4,8 @@ collector (POST /events) and come out of build/streamer's WS /stream:
 is refused before the upgrade, a client changes its filter on the socket, a
 slow client is dropped (4008) without delaying a fast one, a reconnect with
 since= fills the gap exactly, backlog= replays the newest matching events,
-keep-alive pings flow, and the streamer refuses a non-loopback bind."""
+keep-alive pings flow, the streamer refuses a non-loopback bind, and
+/config.json names the history API that the page's CSP lets it reach."""
 import json
 import os
 import selectors
@@ -407,3 +408,39 @@ def test_refuses_non_loopback_bind(st):
                        timeout=10)
     assert r.returncode != 0
     assert "refusing to listen on a non-loopback address" in r.stderr, r.stderr
+
+
+def test_config_json_and_security_headers(st):
+    """/config.json tells the dashboard where the history API is
+    (streamer.api_url); the Content-Security-Policy of every answer lets the
+    page connect to that API's origin and nowhere else."""
+    status, hdrs, body = request(st.streamer_port, "GET", "/config.json")
+    assert status == 200 and body == {"api_url": ""}, body
+    assert hdrs["content-type"] == "application/json" and hdrs["cache-control"] == "no-store"
+    assert "connect-src 'self' ws: wss:;" in hdrs["content-security-policy"], hdrs
+    assert hdrs["x-frame-options"] == "deny" and hdrs["x-content-type-options"] == "nosniff"
+
+    port = free_port()
+    p = subprocess.Popen([os.path.join(BUILD, "streamer")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=st.env(OBS_STREAMER_PORT=port, OBS_STREAMER_API_URL="http://127.0.0.1:7070/"))
+    try:
+        wait_for(lambda: st._healthy(port) or p.poll() is not None, 10, what="second streamer")
+        assert p.poll() is None
+        status, hdrs, body = request(port, "GET", "/config.json")
+        assert status == 200 and body == {"api_url": "http://127.0.0.1:7070"}, body
+        for path in ("/config.json", "/", "/healthz"):
+            _, hdrs, _ = request(port, "GET", path, raw=True)
+            csp = hdrs["content-security-policy"]
+            assert "connect-src 'self' ws: wss: http://127.0.0.1:7070;" in csp, (path, csp)
+            assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        status, _, _ = request(port, "POST", "/config.json", body="x")
+        assert status == 405
+    finally:
+        p.terminate()
+        p.wait(10)
+
+    for bad, why in (("ftp://h", "not an http"), ("http://h/api?x=1", "query or fragment"),
+                     ("http://h'; script-src *", "not allowed")):
+        r = subprocess.run([os.path.join(BUILD, "streamer")], capture_output=True, text=True, timeout=10,
+                           env=st.env(OBS_STREAMER_PORT=free_port(), OBS_STREAMER_API_URL=bad))
+        assert r.returncode != 0 and "streamer.api_url" in r.stderr and why in r.stderr, (bad, r.stderr)

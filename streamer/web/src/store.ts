@@ -2,6 +2,7 @@
 // the items on screen (bounded), swim lanes (agents, sub-agents under their
 // parent), the event rate, tool latencies and token use. Incoming events are
 // buffered and committed a few times a second, or held while paused.
+// makeItem and buildLanes serve the history view (views/SessionView.vue) too.
 
 import { computed, reactive, shallowRef } from 'vue'
 import type { AgentEvent, EventMsg, Item } from './types'
@@ -36,6 +37,67 @@ export interface Lane {
 
 let seq = 0
 
+/** An event as the dashboard keeps it; sid/ms: its stream id and that id's
+ * time (live), or its event id and store time (history). */
+export function makeItem(sid: string, ms: number, ev: AgentEvent): Item {
+  const ts = Date.parse(ev.timestamp)
+  return { sid, ms, ts: Number.isFinite(ts) ? ts : ms, ev, lane: laneOf(ev), error: isError(ev), seq: ++seq }
+}
+
+/** Swim lanes of some items: one per agent, sub-agents right under their
+ * parent (depth + 1), roots by session then first appearance. */
+export function buildLanes(items: Item[]): Lane[] {
+  const byKey = new Map<string, Lane & { parent?: string; first: number }>()
+  for (const it of items) {
+    let l = byKey.get(it.lane)
+    if (!l) {
+      l = {
+        key: it.lane,
+        label: it.ev.agent_id ?? it.lane,
+        role: it.ev.agent_role ?? (it.ev.agent_id ? '' : 'main'),
+        session: it.ev.session_id,
+        depth: 0,
+        count: 0,
+        errors: 0,
+        parent: it.ev.parent_agent_id,
+        first: it.seq,
+      }
+      byKey.set(it.lane, l)
+    }
+    l.count++
+    if (it.error) l.errors++
+    if (!l.parent && it.ev.parent_agent_id) l.parent = it.ev.parent_agent_id
+    if (!l.role && it.ev.agent_role) l.role = it.ev.agent_role
+  }
+  // a sub-agent whose parent has no events of its own still nests under it
+  for (const l of [...byKey.values()]) {
+    if (l.parent && l.parent !== l.key && !byKey.has(l.parent)) {
+      byKey.set(l.parent, {
+        key: l.parent, label: l.parent, role: '', session: l.session, depth: 0,
+        count: 0, errors: 0, first: l.first,
+      })
+    }
+  }
+  const children = new Map<string, (typeof byKey extends Map<string, infer V> ? V : never)[]>()
+  const roots = []
+  for (const l of byKey.values()) {
+    if (l.parent && l.parent !== l.key && byKey.has(l.parent)) {
+      children.set(l.parent, [...(children.get(l.parent) ?? []), l])
+    } else roots.push(l)
+  }
+  const out: Lane[] = []
+  const seen = new Set<string>()
+  const walk = (l: Lane & { first: number }, depth: number) => {
+    if (seen.has(l.key)) return
+    seen.add(l.key)
+    out.push({ ...l, depth })
+    for (const c of (children.get(l.key) ?? []).sort((a, b) => a.first - b.first)) walk(c, depth + 1)
+  }
+  roots.sort((a, b) => (a.session ?? '').localeCompare(b.session ?? '') || a.first - b.first)
+  for (const r of roots) walk(r, 0)
+  return out
+}
+
 export function createStore() {
   const items = shallowRef<Item[]>([])
   const ui = reactive({ paused: false, held: 0, now: Date.now() })
@@ -56,18 +118,7 @@ export function createStore() {
   }
 
   function add(msgs: EventMsg[]) {
-    for (const m of msgs) {
-      const ts = Date.parse(m.event.timestamp)
-      buffer.push({
-        sid: m.id,
-        ms: sidMs(m.id),
-        ts: Number.isFinite(ts) ? ts : sidMs(m.id),
-        ev: m.event,
-        lane: laneOf(m.event),
-        error: isError(m.event),
-        seq: ++seq,
-      })
-    }
+    for (const m of msgs) buffer.push(makeItem(m.id, sidMs(m.id), m.event))
     bumpRate(msgs.length)
     if (ui.paused) ui.held = buffer.length
   }
@@ -101,57 +152,7 @@ export function createStore() {
     ui.held = 0
   }
 
-  const lanes = computed<Lane[]>(() => {
-    const byKey = new Map<string, Lane & { parent?: string; first: number }>()
-    for (const it of items.value) {
-      let l = byKey.get(it.lane)
-      if (!l) {
-        l = {
-          key: it.lane,
-          label: it.ev.agent_id ?? it.lane,
-          role: it.ev.agent_role ?? (it.ev.agent_id ? '' : 'main'),
-          session: it.ev.session_id,
-          depth: 0,
-          count: 0,
-          errors: 0,
-          parent: it.ev.parent_agent_id,
-          first: it.seq,
-        }
-        byKey.set(it.lane, l)
-      }
-      l.count++
-      if (it.error) l.errors++
-      if (!l.parent && it.ev.parent_agent_id) l.parent = it.ev.parent_agent_id
-      if (!l.role && it.ev.agent_role) l.role = it.ev.agent_role
-    }
-    // a sub-agent whose parent has no events of its own still nests under it
-    for (const l of [...byKey.values()]) {
-      if (l.parent && l.parent !== l.key && !byKey.has(l.parent)) {
-        byKey.set(l.parent, {
-          key: l.parent, label: l.parent, role: '', session: l.session, depth: 0,
-          count: 0, errors: 0, first: l.first,
-        })
-      }
-    }
-    const children = new Map<string, (typeof byKey extends Map<string, infer V> ? V : never)[]>()
-    const roots = []
-    for (const l of byKey.values()) {
-      if (l.parent && l.parent !== l.key && byKey.has(l.parent)) {
-        children.set(l.parent, [...(children.get(l.parent) ?? []), l])
-      } else roots.push(l)
-    }
-    const out: Lane[] = []
-    const seen = new Set<string>()
-    const walk = (l: Lane & { first: number }, depth: number) => {
-      if (seen.has(l.key)) return
-      seen.add(l.key)
-      out.push({ ...l, depth })
-      for (const c of (children.get(l.key) ?? []).sort((a, b) => a.first - b.first)) walk(c, depth + 1)
-    }
-    roots.sort((a, b) => (a.session ?? '').localeCompare(b.session ?? '') || a.first - b.first)
-    for (const r of roots) walk(r, 0)
-    return out
-  })
+  const lanes = computed<Lane[]>(() => buildLanes(items.value))
 
   return { items, ui, rate, lanes, add, commit, prune, setPaused, clear }
 }
