@@ -122,10 +122,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&S.drained, NULL);
 	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
 		goto out;
-	S.rconf.host = S.cf.redis_host;
-	S.rconf.port = (int)S.cf.redis_port;
-	S.rconf.password = S.cf.redis_password;
-	S.rconf.timeout_ms = (int)S.cf.redis_timeout_ms;
+	S.rconf = CFG_RS_CONF(S.cf);
 	if (setup_metrics(&S)) {
 		log_error("start: out of memory");
 		goto out;
