@@ -13,6 +13,7 @@
 #include "collector.h"
 #include "daemon.h"
 #include "log.h"
+#include "mask.h"
 #include "sig.h"
 
 #define T struct collector_conf
@@ -92,8 +93,10 @@ int main(int argc, char **argv)
 	}
 	char port[16];
 	snprintf(port, sizeof port, "%lld", cf.port);
+	char pg_shown[512];
+	mask_conninfo(cf.pg_conninfo, pg_shown, sizeof pg_shown);
 	log_kv(LOG_INFO, "collector listening", "bind", cf.bind, "port", port, "scheme",
-	       server_tls_enabled() ? "https" : "http", "stream", cf.stream, NULL);
+	       server_tls_enabled() ? "https" : "http", "stream", cf.stream, "history_postgres", pg_shown, NULL);
 
 	while (!sig_stop)
 		sig_sleep_ms(1000);

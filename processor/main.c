@@ -14,6 +14,7 @@
 #include "http.h"
 #include "lease.h"
 #include "log.h"
+#include "mask.h"
 #include "met.h"
 #include "processor.h"
 #include "rs.h"
@@ -551,8 +552,10 @@ int main(int argc, char **argv)
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
 	}
+	char pg_shown[512];
+	mask_conninfo(cf.pg_conninfo, pg_shown, sizeof pg_shown);
 	log_kv(LOG_INFO, "processor consuming", "stream", cf.stream, "group", cf.group, "consumer",
-	       consumer, NULL);
+	       consumer, "postgres", pg_shown, NULL);
 
 	consume();
 

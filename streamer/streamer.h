@@ -31,6 +31,7 @@ struct met_family;
 struct streamer_conf {
 	char *bind;
 	long long port;
+	char *tls_cert, *tls_key; /* PEM files; both empty: plain HTTP/WS */
 	char *web_root;
 	long long max_clients;
 	long long read_count;
@@ -92,6 +93,7 @@ struct streamer {
 	struct streamer_conf cf;
 	struct rs_conf rconf;
 	struct lws_context *lws;
+	int tls;                 /* listener speaks https/wss (set by ws_start) */
 	atomic_int redis_ok;     /* reader connected and reading */
 	atomic_int stop;         /* threads must finish (set by source_stop) */
 
