@@ -394,19 +394,20 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, char *
 	struct MHD_OptionItem tls_opts[] = {
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key_pem},
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert_pem},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
 		{MHD_OPTION_END, 0, NULL},
 	};
 	if (tls_cert_pem)
 		flags |= MHD_USE_TLS;
 	daemon_h = MHD_start_daemon(flags, (uint16_t)cf->port, NULL, NULL, handler, NULL,
+	                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, to catch all */
 	                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cf->threads,
 	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cf->max_connections,
 	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 	                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 	                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-	                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-	                            MHD_OPTION_ARRAY, tls_cert_pem ? tls_opts : &tls_opts[2],
+	                            MHD_OPTION_ARRAY, tls_cert_pem ? tls_opts : &tls_opts[3],
 	                            MHD_OPTION_END);
 	if (!daemon_h) {
 		snprintf(err, errlen, "collector: cannot listen on %s:%lld (port in use%s?)", cf->bind, cf->port,

@@ -1107,6 +1107,7 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = s->cf.tls_cert;
 		info.ssl_private_key_filepath = s->cf.tls_key;
+		info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1; /* TLS 1.2 and 1.3 only */
 	}
 
 	W.ctx = lws_create_context(&info);
