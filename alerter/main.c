@@ -424,10 +424,7 @@ int main(int argc, char **argv)
 	code = 1;
 	if (daemon_check_bind("alerter.metrics_bind", cf.metrics_bind, 0))
 		goto out;
-	rconf.host = cf.redis_host;
-	rconf.port = (int)cf.redis_port;
-	rconf.password = cf.redis_password;
-	rconf.timeout_ms = (int)cf.redis_timeout_ms;
+	rconf = CFG_RS_CONF(cf);
 
 	struct ruleset *rs = rules_load(cf.rules, err, sizeof err);
 	if (!rs) {

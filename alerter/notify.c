@@ -26,6 +26,7 @@
 
 #include "alerter.h"
 #include "log.h"
+#include "mask.h"
 #include "met.h"
 #include "ev.h"
 
@@ -300,7 +301,7 @@ static void *sender(void *arg)
 {
 	struct notifier *q = arg;
 	CURL *h = curl_easy_init();
-	char endpoint[1200], why[700];
+	char endpoint[1200], shown[1200], why[700];
 	long backoff = 0;
 	int64_t retry_at = 0;
 	struct taken *batch = calloc(q->batch_max, sizeof *batch);
@@ -308,6 +309,7 @@ static void *sender(void *arg)
 	char *body = malloc(cap);
 
 	snprintf(endpoint, sizeof endpoint, "%s/api/v2/alerts", q->url);
+	mask_url(endpoint, shown, sizeof shown); /* for logs: no user:password@ */
 	if (!h || !batch || !body) {
 		log_error("notify: cannot start the sender (out of memory)");
 		goto out;
@@ -373,7 +375,7 @@ static void *sender(void *arg)
 			met_set(q->up, 0);
 			if (atomic_exchange(&q->healthy, 0) || backoff >= 5000)
 				log_kv(LOG_WARN, "alertmanager unreachable; alerts stay queued and are retried",
-				       "url", endpoint, "error", why, NULL);
+				       "url", shown, "error", why, NULL);
 			backoff = backoff ? (backoff * 2 > 5000 ? 5000 : backoff * 2) : 100;
 			retry_at = ev_mono_ms() + backoff;
 			continue;
@@ -382,7 +384,7 @@ static void *sender(void *arg)
 		retry_at = 0;
 		met_set(q->up, 1);
 		if (!atomic_exchange(&q->healthy, 1))
-			log_kv(LOG_INFO, "alertmanager reachable", "url", endpoint, NULL);
+			log_kv(LOG_INFO, "alertmanager reachable", "url", shown, NULL);
 		if (res == 2) {
 			met_inc(q->failed, 1);
 			met_inc(q->dropped, (double)nb);

@@ -623,7 +623,10 @@ int api_start(const struct collector_conf *cf, struct met_registry *reg, char *e
 	         "SET statement_timeout = %lld; SET default_transaction_read_only = on; "
 	         "SET TIME ZONE 'UTC'; SET jit = off", cf->api_statement_timeout_ms);
 	n_threads = (int)(cf->api_threads < MAX_THREADS ? cf->api_threads : MAX_THREADS);
-	pool = pgpool_new(cf->pg_conninfo, n_threads, setup, "agent-obs-collector");
+	if (pg_sslmode_check("collector.pg_sslmode", cf->pg_sslmode, err, errlen))
+		return -1;
+	struct pg_auth auth = {cf->pg_password, cf->pg_sslmode, cf->pg_sslrootcert};
+	pool = pgpool_new(cf->pg_conninfo, &auth, n_threads, setup, "agent-obs-collector");
 	if (!pool) {
 		snprintf(err, errlen, "history api: out of memory");
 		return -1;

@@ -18,6 +18,7 @@
 struct collector_conf {
 	char *bind;
 	long long port;
+	char *tls_cert, *tls_key; /* PEM files; both empty: plain HTTP */
 	long long threads;
 	long long max_connections;
 	long long max_body_bytes;
@@ -29,6 +30,7 @@ struct collector_conf {
 	long long retry_after_s;
 	/* history API (api.c) */
 	char *pg_conninfo;
+	char *pg_password, *pg_password_file, *pg_sslmode, *pg_sslrootcert;
 	long long api_threads;
 	long long api_statement_timeout_ms;
 	long long api_max_range_days;
@@ -85,6 +87,8 @@ int server_start(const struct collector_conf *cf, struct met_registry *reg, char
 void server_quiesce(void);
 /* Count events appended to the stream by any route (agent_obs_events_accepted_total). */
 void server_count_accepted(size_t n);
+/* 1 when the listener speaks HTTPS (collector.tls_cert/tls_key set). */
+int server_tls_enabled(void);
 void server_stop(void);
 
 #endif

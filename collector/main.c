@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
+#include "mask.h"
 #include "sig.h"
 
 #define T struct collector_conf
@@ -22,6 +23,11 @@ static const struct cfg_setting settings[] = {
 	 "Listen address; a non-loopback address requires auth (not yet available: refused)",
 	 offsetof(T, bind), 0, -1},
 	{"collector.port", CFG_INT, "7070", "HTTP port (ingest, health, metrics)", offsetof(T, port), 1, 65535},
+	{"collector.tls_cert", CFG_STR, "",
+	 "TLS certificate chain (PEM file) for HTTPS; empty (with tls_key): plain HTTP",
+	 offsetof(T, tls_cert), 0, -1},
+	{"collector.tls_key", CFG_STR, "", "TLS private key (PEM file, unencrypted) matching tls_cert",
+	 offsetof(T, tls_key), 0, -1},
 	{"collector.threads", CFG_INT, "2", "HTTP worker threads (epoll, one per core is right)",
 	 offsetof(T, threads), 1, 64},
 	{"collector.max_connections", CFG_INT, "4096", "Concurrent HTTP connections",
@@ -40,7 +46,17 @@ static const struct cfg_setting settings[] = {
 	 "Consumer group whose lag + pending is the backlog", offsetof(T, backlog_group), 0, -1},
 	{"collector.retry_after_s", CFG_INT, "1", "Retry-After seconds on 503", offsetof(T, retry_after_s), 0, 3600},
 	{"collector.pg_conninfo", CFG_STR, "host=127.0.0.1 port=5440 dbname=agent_obs user=agent_obs_read",
-	 "History API: libpq connection string of the read-only role", offsetof(T, pg_conninfo), 0, -1},
+	 "History API: libpq connection string of the read-only role (no password here: see below)",
+	 offsetof(T, pg_conninfo), 0, -1},
+	{"collector.pg_password", CFG_STR, "", "History API: PostgreSQL password (prefer pg_password_file)",
+	 offsetof(T, pg_password), 0, -1},
+	{"collector.pg_password_file", CFG_STR, "", "History API: file holding the PostgreSQL password",
+	 offsetof(T, pg_password_file), 0, -1},
+	{"collector.pg_sslmode", CFG_STR, "",
+	 "History API: libpq sslmode (disable..verify-full; empty: the conninfo's, else prefer)",
+	 offsetof(T, pg_sslmode), 0, -1},
+	{"collector.pg_sslrootcert", CFG_STR, "", "History API: CA file for sslmode verify-ca/verify-full",
+	 offsetof(T, pg_sslrootcert), 0, -1},
 	{"collector.api_threads", CFG_INT, "2",
 	 "History API: query threads, one PostgreSQL connection each", offsetof(T, api_threads), 1, 16},
 	{"collector.api_statement_timeout_ms", CFG_INT, "5000",
@@ -86,7 +102,10 @@ int main(int argc, char **argv)
 	}
 	char port[16];
 	snprintf(port, sizeof port, "%lld", cf.port);
-	log_kv(LOG_INFO, "collector listening", "bind", cf.bind, "port", port, "stream", cf.stream, NULL);
+	char pg_shown[512];
+	mask_conninfo(cf.pg_conninfo, pg_shown, sizeof pg_shown);
+	log_kv(LOG_INFO, "collector listening", "bind", cf.bind, "port", port, "scheme",
+	       server_tls_enabled() ? "https" : "http", "stream", cf.stream, "history_postgres", pg_shown, NULL);
 
 	while (!sig_stop)
 		sig_sleep_ms(1000);

@@ -2,7 +2,9 @@
  * Routes, Content-Type and size checks, body accumulation (bounded), then
  * hands parsed events to the writer and suspends the request until Redis has
  * them. Per-request state (struct req) is owned by the connection and freed
- * in the completion callback. Runs on libmicrohttpd's worker threads. */
+ * in the completion callback. Runs on libmicrohttpd's worker threads.
+ * TLS (collector.tls_cert/tls_key): GnuTLS inside libmicrohttpd; the PEM
+ * texts are read and checked once at start (common/tls.c) and kept until stop. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,6 +18,7 @@
 #include "hooks_http.h"
 #include "http.h"
 #include "log.h"
+#include "tls.h"
 
 enum route { R_EVENTS, R_OBS_EVENT, R_API, R_HOOKS, R_ADMIN, R_OTHER, R_COUNT };
 static const char *const route_names[R_COUNT] = {"/events", "/observability/event", "api", "hooks",
@@ -45,6 +48,7 @@ static struct writer_stats wstats;
 static struct met_family *m_requests, *m_duration, *m_accepted, *m_rejected;
 static struct met_series *m_dur[R_COUNT], *m_acc;
 static atomic_int in_flight; /* requests begun and not yet completed */
+static char *tls_cert_pem, *tls_key_pem; /* NULL: plain HTTP */
 
 static double elapsed_s(const struct timespec *t0)
 {
@@ -304,11 +308,54 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	atomic_fetch_sub(&in_flight, 1);
 }
 
+/* libmicrohttpd's own messages (bind failures, TLS handshake errors) as
+ * JSON log lines instead of raw stderr text. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\r\n")] = '\0';
+	log_kv(LOG_DEBUG, "libmicrohttpd", "detail", msg, NULL);
+}
+
+static void tls_free(void)
+{
+	tls_pem_free(tls_cert_pem);
+	tls_pem_free(tls_key_pem);
+	tls_cert_pem = tls_key_pem = NULL;
+}
+
+/* Read and check the certificate and key (both set: TLS; neither: plain). */
+static int tls_setup(const struct collector_conf *cf, char *err, size_t errlen)
+{
+	char warn[512];
+	int on;
+	if (tls_load("collector.tls_cert", cf->tls_cert, "collector.tls_key", cf->tls_key, &on, &tls_cert_pem,
+	             &tls_key_pem, warn, sizeof warn, err, errlen))
+		return -1;
+	if (on && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, errlen, "collector.tls_cert: this libmicrohttpd was built without TLS support");
+		tls_free();
+		return -1;
+	}
+	if (warn[0])
+		log_kv(LOG_WARN, "TLS certificate", "warning", warn, NULL);
+	return 0;
+}
+
+int server_tls_enabled(void)
+{
+	return tls_cert_pem != NULL;
+}
+
 int server_start(const struct collector_conf *cf, struct met_registry *r, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	conf = cf;
+	if (tls_setup(cf, err, errlen))
+		return -1;
 	reg = r;
 	limits = ev_default_limits;
 	limits.max_event_bytes = (size_t)cf->max_event_bytes;
@@ -334,29 +381,44 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, char *
 	wstats.batch_events = met_series(met_histogram(reg, "agent_obs_collector_pipeline_events",
 	                                               "Events per pipelined XADD round trip", NULL,
 	                                               batch_b, sizeof batch_b / sizeof batch_b[0]));
-	if (writer_start(cf, &wstats)) {
-		snprintf(err, errlen, "collector: cannot start writer threads");
-		return -1;
-	}
 	if (http_make_addr(cf->bind, (int)cf->port, &ss, &sl)) {
 		snprintf(err, errlen, "collector.bind: not an IP address: \"%s\"", cf->bind);
+		tls_free();
+		return -1;
+	}
+	if (writer_start(cf, &wstats)) {
+		snprintf(err, errlen, "collector: cannot start writer threads");
+		tls_free();
 		return -1;
 	}
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 	                 MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/* the TLS options ride in an array so that plain HTTP passes none */
+	struct MHD_OptionItem tls_opts[] = {
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key_pem},
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert_pem},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	if (tls_cert_pem)
+		flags |= MHD_USE_TLS;
 	daemon_h = MHD_start_daemon(flags, (uint16_t)cf->port, NULL, NULL, handler, NULL,
+	                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, to catch all */
 	                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cf->threads,
 	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cf->max_connections,
 	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
 	                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 	                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+	                            MHD_OPTION_ARRAY, tls_cert_pem ? tls_opts : &tls_opts[3],
 	                            MHD_OPTION_END);
 	if (!daemon_h) {
-		snprintf(err, errlen, "collector: cannot listen on %s:%lld (port in use?)", cf->bind, cf->port);
+		snprintf(err, errlen, "collector: cannot listen on %s:%lld (port in use%s?)", cf->bind, cf->port,
+		         tls_cert_pem ? ", or TLS set-up failed" : "");
 		writer_stop();
+		tls_free();
 		return -1;
 	}
 	return 0;
@@ -386,4 +448,5 @@ void server_stop(void)
 		MHD_stop_daemon(daemon_h);
 		daemon_h = NULL;
 	}
+	tls_free();
 }

@@ -274,10 +274,7 @@ int writer_start(const struct collector_conf *cf, struct writer_stats *st)
 {
 	conf = cf;
 	stats = st;
-	rconf.host = cf->redis_host;
-	rconf.port = (int)cf->redis_port;
-	rconf.password = cf->redis_password;
-	rconf.timeout_ms = (int)cf->redis_timeout_ms;
+	rconf = CFG_RS_CONF(*cf);
 	n_writers = 1;
 	for (int i = 0; i < n_writers; i++)
 		if (pthread_create(&writers[i], NULL, writer_main, NULL))

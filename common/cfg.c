@@ -8,15 +8,19 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define CFG_KEY_MAX 256  /* longest dotted key */
 #define CFG_DEPTH_MAX 16 /* deepest nested mapping */
 #define CFG_PROBLEM_MAX 512
+#define CFG_SECRET_MAX 4096 /* largest secret file */
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -444,6 +448,85 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Loading */
 
+/* Read a secret file: one line, the trailing newline dropped. The secret
+ * itself never goes into `problem`. 0 / -1. */
+static int read_secret(const char *path, char **out, char *problem, size_t plen)
+{
+	char buf[CFG_SECRET_MAX + 2];
+	struct stat st;
+	ssize_t n = 0, got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(problem, plen, "cannot read \"%s\": %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(problem, plen, "\"%s\" is not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	while ((size_t)n < sizeof buf - 1 && (got = read(fd, buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+		n += got;
+	close(fd);
+	if ((size_t)n > CFG_SECRET_MAX) {
+		snprintf(problem, plen, "\"%s\" is larger than %d bytes", path, CFG_SECRET_MAX);
+		return -1;
+	}
+	buf[n] = '\0';
+	if (memchr(buf, '\0', (size_t)n)) {
+		snprintf(problem, plen, "\"%s\" contains a NUL byte", path);
+		return -1;
+	}
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	if (n == 0 || strchr(buf, '\n')) {
+		snprintf(problem, plen, "\"%s\" must hold the secret on one non-empty line", path);
+		return -1;
+	}
+	char *copy = strdup(buf);
+	explicit_bzero(buf, sizeof buf);
+	if (!copy) {
+		snprintf(problem, plen, "out of memory");
+		return -1;
+	}
+	free(*out);
+	*out = copy;
+	return 0;
+}
+
+/* Every non-empty "<x>_file" string setting whose "<x>" is a string setting
+ * too: load <x> from that file. Setting both is an error. */
+static int load_secret_files(const struct cfg_setting *table, size_t n, void *dst, char *err,
+                             size_t errlen)
+{
+	char problem[CFG_PROBLEM_MAX], key[CFG_KEY_MAX];
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_setting *s = &table[i];
+		size_t len = strlen(s->key);
+		const char *path = s->type == CFG_STR ? *(char **)field(s, dst) : NULL;
+		if (!path || !*path || len < 6 || len - 5 >= sizeof key || strcmp(s->key + len - 5, "_file") != 0)
+			continue;
+		memcpy(key, s->key, len - 5);
+		key[len - 5] = '\0';
+		size_t idx;
+		const struct cfg_setting *t = find_setting(table, n, key, &idx);
+		if (!t || t->type != CFG_STR)
+			continue;
+		char **val = field(t, dst);
+		if (*val && **val) {
+			seterr(err, errlen, "%s: set either %s or %s, not both", s->key, key, s->key);
+			return -1;
+		}
+		if (read_secret(path, val, problem, sizeof problem) < 0) {
+			seterr(err, errlen, "%s: %s", s->key, problem);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int cfg_load(const struct cfg_setting *table, size_t n, void *dst, const char *yaml_path,
              const char *own_prefix, char *err, size_t errlen)
 {
@@ -483,6 +566,8 @@ int cfg_load(const struct cfg_setting *table, size_t n, void *dst, const char *y
 			goto out;
 		}
 	}
+	if (load_secret_files(table, n, dst, err, errlen) < 0)
+		goto out;
 	rc = 0;
 out:
 	if (rc < 0)

@@ -17,7 +17,11 @@ enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_DOUBLE };
  *   CFG_STR: char * (malloc'd), CFG_INT: long long, CFG_BOOL: int (0/1),
  *   CFG_DOUBLE: double.
  * `min`/`max` bound CFG_INT and CFG_DOUBLE values (no bound when min > max, or
- * when both are 0). */
+ * when both are 0).
+ * Secret files: when the table has string settings "x" and "x_file" (e.g.
+ * redis.password and redis.password_file) and x_file is set, x is read from
+ * that file (one line; trailing newline dropped; at most 4096 bytes). Setting
+ * both is an error. Error messages name the file, never the secret. */
 struct cfg_setting {
 	const char *key;
 	enum cfg_type type;

@@ -18,6 +18,7 @@ struct pgpool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	char *conninfo, *setup_sql, *app_name;
+	char *password, *sslmode, *sslrootcert; /* from struct pg_auth */
 	int size;    /* most connections, idle + in use + connecting */
 	int open;    /* idle + in use + connecting */
 	PGconn **idle;
@@ -31,8 +32,8 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-struct pgpool *pgpool_new(const char *conninfo, int size, const char *setup_sql,
-                          const char *app_name)
+struct pgpool *pgpool_new(const char *conninfo, const struct pg_auth *auth, int size,
+                          const char *setup_sql, const char *app_name)
 {
 	struct pgpool *p = calloc(1, sizeof *p);
 	if (!p)
@@ -44,7 +45,11 @@ struct pgpool *pgpool_new(const char *conninfo, int size, const char *setup_sql,
 	p->setup_sql = dup_or_null(setup_sql);
 	p->app_name = strdup(app_name ? app_name : "agent-obs");
 	p->idle = calloc((size_t)p->size, sizeof *p->idle);
-	if (!p->conninfo || !p->app_name || !p->idle || (setup_sql && !p->setup_sql)) {
+	p->password = strdup(auth && auth->password ? auth->password : "");
+	p->sslmode = strdup(auth && auth->sslmode ? auth->sslmode : "");
+	p->sslrootcert = strdup(auth && auth->sslrootcert ? auth->sslrootcert : "");
+	if (!p->conninfo || !p->app_name || !p->idle || (setup_sql && !p->setup_sql) || !p->password ||
+	    !p->sslmode || !p->sslrootcert) {
 		pgpool_free(p);
 		return NULL;
 	}
@@ -63,6 +68,11 @@ void pgpool_free(struct pgpool *p)
 	free(p->conninfo);
 	free(p->setup_sql);
 	free(p->app_name);
+	if (p->password)
+		explicit_bzero(p->password, strlen(p->password));
+	free(p->password);
+	free(p->sslmode);
+	free(p->sslrootcert);
 	free(p);
 }
 
@@ -74,20 +84,10 @@ static void one_line(char *s)
 /* Connect outside the lock. NULL with err filled. */
 static PGconn *connect_one(struct pgpool *p, char *err, size_t errlen)
 {
-	/* conninfo comes last so that its own settings win over these defaults */
-	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *vals[] = {"3", p->app_name, p->conninfo, NULL};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	if (!c) {
-		snprintf(err, errlen, "postgres connect: out of memory");
+	struct pg_auth auth = {p->password, p->sslmode, p->sslrootcert};
+	PGconn *c = pg_connect(p->conninfo, &auth, p->app_name, "3", err, errlen);
+	if (!c)
 		return NULL;
-	}
-	if (PQstatus(c) != CONNECTION_OK) {
-		snprintf(err, errlen, "postgres connect: %s", PQerrorMessage(c));
-		one_line(err);
-		PQfinish(c);
-		return NULL;
-	}
 	if (p->setup_sql) {
 		PGresult *r = PQexec(c, p->setup_sql);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {

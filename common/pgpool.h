@@ -11,13 +11,17 @@
 
 #include <libpq-fe.h>
 
+#include "pgconn.h"
+
 struct pgpool;
 
 /* `size` connections at most; `setup_sql` (may be NULL) runs after each
- * connect; `app_name` becomes application_name. connect_timeout defaults to
- * 3 s unless conninfo sets one. NULL on out of memory. */
-struct pgpool *pgpool_new(const char *conninfo, int size, const char *setup_sql,
-                          const char *app_name);
+ * connect; `app_name` becomes application_name; `auth` (may be NULL; the
+ * pool keeps copies) adds the password and TLS settings (see pgconn.h).
+ * connect_timeout defaults to 3 s unless conninfo sets one. NULL on out of
+ * memory. */
+struct pgpool *pgpool_new(const char *conninfo, const struct pg_auth *auth, int size,
+                          const char *setup_sql, const char *app_name);
 void pgpool_free(struct pgpool *p); /* closes idle connections; NULL is a no-op */
 
 /* An idle or new connection. Waits up to wait_ms for one to be returned when

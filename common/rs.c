@@ -45,7 +45,10 @@ redisContext *rs_connect(const struct rs_conf *cf, char *err, size_t errlen)
 		goto fail;
 	}
 	if (cf->password && cf->password[0]) {
-		r = redisCommand(c, "AUTH %s", cf->password);
+		if (cf->username && cf->username[0])
+			r = redisCommand(c, "AUTH %s %s", cf->username, cf->password);
+		else
+			r = redisCommand(c, "AUTH %s", cf->password);
 		if (!r || r->type == REDIS_REPLY_ERROR) {
 			set_err(err, errlen, "redis AUTH", c, r);
 			goto fail;

@@ -14,11 +14,12 @@
 struct rs_conf {
 	const char *host;
 	int port;
+	const char *username; /* ACL user; NULL or "" for AUTH <password> alone */
 	const char *password; /* NULL or "" for none */
 	int timeout_ms;       /* connect and command timeout */
 };
 
-/* Connect, AUTH and PING once. NULL with err filled on failure. */
+/* Connect, AUTH ([username] password) and PING once. NULL with err filled on failure. */
 redisContext *rs_connect(const struct rs_conf *cf, char *err, size_t errlen);
 /* Retry with exponential backoff (100 ms .. 5 s) until connected or *stop. */
 redisContext *rs_connect_retry(const struct rs_conf *cf, volatile sig_atomic_t *stop);

@@ -1,5 +1,5 @@
 /* settings.h -- settings rows shared by every daemon's table (Redis, stream
- * name, log level). Expand inside a `struct cfg_setting table[]` for a struct
+ * name, log level), and CFG_RS_CONF to turn them into a struct rs_conf. Expand inside a `struct cfg_setting table[]` for a struct
  * type T that has the fields named below. */
 #ifndef SETTINGS_H
 #define SETTINGS_H
@@ -11,8 +11,12 @@
 #define CFG_ROWS_COMMON(T)                                                                 \
 	{"redis.host", CFG_STR, "127.0.0.1", "Redis host", offsetof(T, redis_host), 0, -1},   \
 	{"redis.port", CFG_INT, "6390", "Redis port", offsetof(T, redis_port), 1, 65535},     \
-	{"redis.password", CFG_STR, "", "Redis AUTH password (prefer the env var or a 0600 config file)", \
+	{"redis.username", CFG_STR, "", "Redis ACL user for AUTH (empty: the default user)",   \
+	 offsetof(T, redis_username), 0, -1},                                                  \
+	{"redis.password", CFG_STR, "", "Redis AUTH password (prefer redis.password_file or the env var)", \
 	 offsetof(T, redis_password), 0, -1},                                                  \
+	{"redis.password_file", CFG_STR, "", "File holding the Redis password (one line)",    \
+	 offsetof(T, redis_password_file), 0, -1},                                             \
 	{"redis.timeout_ms", CFG_INT, "2000", "Redis connect/command timeout (ms)",            \
 	 offsetof(T, redis_timeout_ms), 10, 600000},                                           \
 	{"stream.name", CFG_STR, "agent_events", "Redis stream of canonical events",          \
@@ -22,9 +26,17 @@
 #define CFG_FIELDS_COMMON                                                                  \
 	char *redis_host;                                                                      \
 	long long redis_port;                                                                  \
+	char *redis_username;                                                                  \
 	char *redis_password;                                                                  \
+	char *redis_password_file;                                                             \
 	long long redis_timeout_ms;                                                            \
 	char *stream;                                                                          \
 	char *log_level
+
+/* The struct rs_conf (rs.h) of a conf with CFG_FIELDS_COMMON. */
+#define CFG_RS_CONF(cf)                                                                    \
+	((struct rs_conf){.host = (cf).redis_host, .port = (int)(cf).redis_port,              \
+	                  .username = (cf).redis_username, .password = (cf).redis_password,    \
+	                  .timeout_ms = (int)(cf).redis_timeout_ms})
 
 #endif

@@ -29,6 +29,7 @@ struct hook_conf {
 	long max_string;            /* OBS_HOOK_MAX_STRING */
 	const char *source_app;     /* OBS_HOOK_SOURCE_APP */
 	int use_curl;               /* OBS_HOOK_TRANSPORT=curl */
+	const char *ca_file;        /* OBS_HOOK_CA_FILE: CA bundle for https:// (NULL: system CAs) */
 	int quiet;                  /* OBS_HOOK_QUIET=1: no warnings on stderr */
 };
 

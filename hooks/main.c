@@ -42,6 +42,7 @@ static const struct setting {
 	{"OBS_HOOK_MAX_STRING", "16384", "strings longer than this many bytes are cut (after redaction)"},
 	{"OBS_HOOK_SOURCE_APP", "claude-code", "source_app of the events"},
 	{"OBS_HOOK_TRANSPORT", "builtin", "\"curl\": send http:// through libcurl too"},
+	{"OBS_HOOK_CA_FILE", "(system CAs)", "PEM CA file that signed the collector's certificate (https://; e.g. a self-signed one); the certificate and host name are always verified"},
 	{"OBS_HOOK_QUIET", "0", "1: no warnings on stderr"},
 };
 
@@ -121,6 +122,9 @@ static void load_conf(struct hook_conf *c)
 		c->source_app = "claude-code";
 	const char *t = getenv("OBS_HOOK_TRANSPORT");
 	c->use_curl = t && !strcmp(t, "curl");
+	c->ca_file = getenv("OBS_HOOK_CA_FILE");
+	if (c->ca_file && !*c->ca_file)
+		c->ca_file = NULL;
 
 	const char *sd = getenv("OBS_HOOK_STATE_DIR"), *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
 	if (sd && *sd)

@@ -23,6 +23,8 @@
 
 #include <curl/curl.h>
 
+#include "mask.h"
+
 #include "hook.h"
 #include "ev.h"
 
@@ -337,6 +339,11 @@ static enum send_result post_curl(const struct hook_conf *c, const char *path, c
 	cu.setopt(h, CURLOPT_NOSIGNAL, 1L);
 	cu.setopt(h, CURLOPT_USERAGENT, "agent-hook/1");
 	cu.setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	/* peer and host name verification stay on; a private CA may be given */
+	cu.setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	cu.setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file)
+		cu.setopt(h, CURLOPT_CAINFO, c->ca_file);
 	CURLcode rc = cu.perform(h);
 	long code = 0;
 	enum send_result r = SEND_RETRY;
@@ -346,6 +353,8 @@ static enum send_result post_curl(const struct hook_conf *c, const char *path, c
 		r = classify((int)code);
 		if (r != SEND_OK)
 			snprintf(err, errlen, "HTTP %ld", code);
+	} else if (rc == CURLE_SSL_CACERT_BADFILE && c->ca_file) {
+		snprintf(err, errlen, "%s (OBS_HOOK_CA_FILE=%s)", cu.strerror(rc), c->ca_file);
 	} else {
 		snprintf(err, errlen, "%s", cu.strerror(rc));
 	}
@@ -362,7 +371,9 @@ enum send_result send_post(const struct hook_conf *c, const char *path, const ch
 	*status = 0;
 	err[0] = 0;
 	if (parse_url(c->url, &u)) {
-		snprintf(err, errlen, "OBS_COLLECTOR_URL: not an http:// or https:// URL: %s", c->url);
+		char shown[512];
+		mask_url(c->url, shown, sizeof shown);
+		snprintf(err, errlen, "OBS_COLLECTOR_URL: not an http:// or https:// URL: %s", shown);
 		return SEND_RETRY;
 	}
 	if (u.tls || c->use_curl)

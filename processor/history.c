@@ -80,17 +80,10 @@ PGconn *history_pg(char *err, size_t errlen)
 		return pg;
 	if (pg)
 		PQfinish(pg);
-	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *vals[] = {"5", "agent-obs-processor-history", cf->pg_conninfo, NULL};
-	pg = PQconnectdbParams(keys, vals, 1);
-	if (!pg || PQstatus(pg) != CONNECTION_OK) {
-		snprintf(err, errlen, "postgres connect: %s", pg ? PQerrorMessage(pg) : "out of memory");
-		err[strcspn(err, "\n")] = '\0';
-		if (pg)
-			PQfinish(pg);
-		pg = NULL;
+	struct pg_auth auth = {cf->pg_password, cf->pg_sslmode, cf->pg_sslrootcert};
+	pg = pg_connect(cf->pg_conninfo, &auth, "agent-obs-processor-history", "5", err, errlen);
+	if (!pg)
 		return NULL;
-	}
 	PGresult *r = PQexec(pg, "SET TIME ZONE 'UTC'");
 	PQclear(r);
 	transcripts_forget_days(); /* a new session knows nothing */

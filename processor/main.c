@@ -14,6 +14,7 @@
 #include "http.h"
 #include "lease.h"
 #include "log.h"
+#include "mask.h"
 #include "met.h"
 #include "processor.h"
 #include "rs.h"
@@ -26,7 +27,14 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, metrics_bind), 0, -1},
 	{"processor.metrics_port", CFG_INT, "7072", "Admin HTTP port", offsetof(T, metrics_port), 1, 65535},
 	{"pg.conninfo", CFG_STR, "host=127.0.0.1 port=5440 dbname=agent_obs user=agent_obs",
-	 "libpq connection string (password: use PGPASSWORD or a .pgpass file)", offsetof(T, pg_conninfo), 0, -1},
+	 "libpq connection string (no password here: pg.password_file, OBS_PG_PASSWORD, PGPASSWORD or .pgpass)",
+	 offsetof(T, pg_conninfo), 0, -1},
+	{"pg.password", CFG_STR, "", "PostgreSQL password (prefer pg.password_file)", offsetof(T, pg_password), 0, -1},
+	{"pg.password_file", CFG_STR, "", "File holding the PostgreSQL password (one line)",
+	 offsetof(T, pg_password_file), 0, -1},
+	{"pg.sslmode", CFG_STR, "", "libpq sslmode (disable..verify-full; empty: the conninfo's, else prefer)",
+	 offsetof(T, pg_sslmode), 0, -1},
+	{"pg.sslrootcert", CFG_STR, "", "CA file for sslmode verify-ca/verify-full", offsetof(T, pg_sslrootcert), 0, -1},
 	{"processor.group", CFG_STR, "processor", "Consumer group name", offsetof(T, group), 0, -1},
 	{"processor.consumer", CFG_STR, "", "Consumer name (empty: first free <hostname>-N)",
 	 offsetof(T, consumer), 0, -1},
@@ -68,6 +76,7 @@ static const struct cfg_setting settings[] = {
 
 static struct processor_conf cf;
 static struct rs_conf rconf;
+static struct pg_auth pg_auth;
 static redisContext *rc;
 static struct store *db;
 static char consumer[256];
@@ -514,13 +523,15 @@ int main(int argc, char **argv)
 	code = 1;
 	if (daemon_check_bind("processor.metrics_bind", cf.metrics_bind, 0))
 		goto out;
-	rconf.host = cf.redis_host;
-	rconf.port = (int)cf.redis_port;
-	rconf.password = cf.redis_password;
-	rconf.timeout_ms = (int)cf.redis_timeout_ms;
+	rconf = CFG_RS_CONF(cf);
 
 	m.reg = met_registry_new();
-	db = store_new(cf.pg_conninfo);
+	if (pg_sslmode_check("pg.sslmode", cf.pg_sslmode, err, sizeof err)) {
+		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
+		goto out;
+	}
+	pg_auth = (struct pg_auth){cf.pg_password, cf.pg_sslmode, cf.pg_sslrootcert};
+	db = store_new(cf.pg_conninfo, &pg_auth);
 	if (!m.reg || !db) {
 		log_error("start: out of memory");
 		goto out;
@@ -542,8 +553,10 @@ int main(int argc, char **argv)
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
 	}
+	char pg_shown[512];
+	mask_conninfo(cf.pg_conninfo, pg_shown, sizeof pg_shown);
 	log_kv(LOG_INFO, "processor consuming", "stream", cf.stream, "group", cf.group, "consumer",
-	       consumer, NULL);
+	       consumer, "postgres", pg_shown, NULL);
 
 	consume();
 

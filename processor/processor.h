@@ -11,12 +11,14 @@
 #include <libpq-fe.h>
 
 #include "ev.h"
+#include "pgconn.h"
 #include "settings.h"
 
 struct processor_conf {
 	char *metrics_bind;
 	long long metrics_port;
 	char *pg_conninfo;
+	char *pg_password, *pg_password_file, *pg_sslmode, *pg_sslrootcert;
 	char *group;
 	char *consumer;
 	long long batch_max;
@@ -40,7 +42,7 @@ struct processor_conf {
 enum store_result { STORE_OK = 0, STORE_RETRY = 1, STORE_DATA = 2 };
 
 struct store;
-struct store *store_new(const char *conninfo);
+struct store *store_new(const char *conninfo, const struct pg_auth *auth); /* auth: borrowed, must outlive the store */
 void store_free(struct store *s); /* NULL is a no-op */
 /* (Re)connect if needed; 0 / -1 with err. */
 int store_connect(struct store *s, char *err, size_t errlen);

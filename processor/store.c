@@ -43,6 +43,7 @@ static const char *const setup_sql =
 
 struct store {
 	char *conninfo;
+	struct pg_auth auth; /* borrowed strings (the configuration) */
 	PGconn *pg;
 	char *buf; /* COPY buffer */
 	size_t len, cap;
@@ -50,11 +51,13 @@ struct store {
 	int n_known;
 };
 
-struct store *store_new(const char *conninfo)
+struct store *store_new(const char *conninfo, const struct pg_auth *auth)
 {
 	struct store *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
+	if (auth)
+		s->auth = *auth;
 	s->conninfo = strdup(conninfo);
 	if (!s->conninfo) {
 		free(s);
@@ -92,13 +95,9 @@ int store_connect(struct store *s, char *err, size_t errlen)
 	if (store_connected(s))
 		return 0;
 	drop(s);
-	s->pg = PQconnectdb(s->conninfo);
-	if (PQstatus(s->pg) != CONNECTION_OK) {
-		snprintf(err, errlen, "postgres connect: %s", PQerrorMessage(s->pg));
-		err[strcspn(err, "\n")] = '\0';
-		drop(s);
+	s->pg = pg_connect(s->conninfo, &s->auth, NULL, NULL, err, errlen);
+	if (!s->pg)
 		return -1;
-	}
 	PGresult *r = PQexec(s->pg, setup_sql);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		snprintf(err, errlen, "postgres session setup: %s", PQresultErrorMessage(r));

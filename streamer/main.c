@@ -23,6 +23,11 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, bind), 0, -1},
 	{"streamer.port", CFG_INT, "7071", "HTTP + WebSocket port (/stream, /, /healthz, /readyz, /metrics)",
 	 offsetof(T, port), 1, 65535},
+	{"streamer.tls_cert", CFG_STR, "",
+	 "TLS certificate chain (PEM file): https:// and wss://; empty (with tls_key): plain HTTP/WS",
+	 offsetof(T, tls_cert), 0, -1},
+	{"streamer.tls_key", CFG_STR, "", "TLS private key (PEM file, unencrypted) matching tls_cert",
+	 offsetof(T, tls_key), 0, -1},
 	{"streamer.web_root", CFG_STR, "streamer/web/dist",
 	 "Directory of the built dashboard served at / (relative to the working directory)",
 	 offsetof(T, web_root), 0, -1},
@@ -127,10 +132,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&S.drained, NULL);
 	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
 		goto out;
-	S.rconf.host = S.cf.redis_host;
-	S.rconf.port = (int)S.cf.redis_port;
-	S.rconf.password = S.cf.redis_password;
-	S.rconf.timeout_ms = (int)S.cf.redis_timeout_ms;
+	S.rconf = CFG_RS_CONF(S.cf);
 	if (setup_metrics(&S)) {
 		log_error("start: out of memory");
 		goto out;
@@ -147,8 +149,8 @@ int main(int argc, char **argv)
 	}
 	char port[16];
 	snprintf(port, sizeof port, "%lld", S.cf.port);
-	log_kv(LOG_INFO, "streamer listening", "bind", S.cf.bind, "port", port, "stream", S.cf.stream,
-	       "ws", "/stream", NULL);
+	log_kv(LOG_INFO, "streamer listening", "bind", S.cf.bind, "port", port, "scheme", S.tls ? "https" : "http",
+	       "stream", S.cf.stream, "ws", "/stream", NULL);
 
 	ws_run(&S);
 

@@ -33,6 +33,7 @@ struct met_family;
 struct streamer_conf {
 	char *bind;
 	long long port;
+	char *tls_cert, *tls_key; /* PEM files; both empty: plain HTTP/WS */
 	char *web_root;
 	char *api_url;
 	long long max_clients;
@@ -95,6 +96,7 @@ struct streamer {
 	struct streamer_conf cf;
 	struct rs_conf rconf;
 	struct lws_context *lws;
+	int tls;                 /* listener speaks https/wss (set by ws_start) */
 	atomic_int redis_ok;     /* reader connected and reading */
 	atomic_int stop;         /* threads must finish (set by source_stop) */
 

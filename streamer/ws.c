@@ -32,6 +32,7 @@
 #include "met.h"
 #include "sig.h"
 #include "streamer.h"
+#include "tls.h"
 
 #define PROTO_WS "agent-obs-stream"
 #define CLOSE_TOO_SLOW 4008 /* private-use close code: the client fell too far behind */
@@ -1056,9 +1057,18 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 		{"cross-origin-opener-policy:", "same-origin"},
 	};
 	struct stat st;
+	char warn[512];
+	int tls = 0;
 
 	W.s = s;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+	/* check the files first: lws would only say the vhost failed */
+	if (tls_load("streamer.tls_cert", s->cf.tls_cert, "streamer.tls_key", s->cf.tls_key, &tls, NULL, NULL, warn,
+	             sizeof warn, err, errlen))
+		return -1;
+	if (warn[0])
+		log_kv(LOG_WARN, "TLS certificate", "warning", warn, NULL);
+	s->tls = tls;
 
 	if (!realpath(s->cf.web_root, W.web_root)) {
 		log_kv(LOG_WARN, "dashboard files not found (run make); / will answer 404", "web_root",
@@ -1115,11 +1125,17 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	info.count_threads = 1;
 	info.server_string = "agent-obs-streamer";
 	info.user = s;
+	if (tls) { /* https:// and wss:// only; plain HTTP on this port is refused */
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = s->cf.tls_cert;
+		info.ssl_private_key_filepath = s->cf.tls_key;
+		info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1; /* TLS 1.2 and 1.3 only */
+	}
 
 	W.ctx = lws_create_context(&info);
 	if (!W.ctx) {
-		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address?)", s->cf.bind,
-		         s->cf.port);
+		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address%s?)", s->cf.bind,
+		         s->cf.port, tls ? ", or TLS set-up failed" : "");
 		webconf_free(&W.web);
 		return -1;
 	}

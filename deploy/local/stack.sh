@@ -21,7 +21,8 @@
 #   OBS_STREAMER_API_URL=http://127.0.0.1:$OBS_COLLECTOR_PORT (the dashboard's history view
 #   reads the collector) and OBS_COLLECTOR_CORS_ORIGIN=http://127.0.0.1:$OBS_STREAMER_PORT
 #   (the collector lets that one origin read it)
-#   OBS_REDIS_PASSWORD (optional: requirepass for the stack's redis)
+#   OBS_REDIS_PASSWORD or OBS_REDIS_PASSWORD_FILE (optional: requirepass for the
+#     stack's redis; the daemons read the same variable; never put it on a command line)
 #   OBS_CONFIG (default config/agent-obs.yaml; passed as --config if it exists)
 # Any other OBS_* variable you export reaches the daemons unchanged.
 # The alert path has fixed loopback ports that its configs name:
@@ -205,7 +206,7 @@ start_service() {
 	mkdir -p "$RUN" "$LOG"
 	case $S_KIND in
 	redis)
-		REDIS_PASSWORD=${OBS_REDIS_PASSWORD:-} redis_start "$VAR/redis" "$OBS_REDIS_PORT" "$LOG/redis.log" ||
+		REDIS_PASSWORD=$(redis_password) redis_start "$VAR/redis" "$OBS_REDIS_PORT" "$LOG/redis.log" ||
 			{ err "redis did not start (log: var/log/redis.log)"; return 1; }
 		ln -sfn ../redis/redis.pid "$RUN/redis.pid"
 		;;
@@ -267,12 +268,23 @@ wait_healthy() {
 	return 1
 }
 
+# redis_password -> the Redis password: $OBS_REDIS_PASSWORD, else the first
+# line of $OBS_REDIS_PASSWORD_FILE, else nothing. Printed only into a variable
+# of the caller (it goes to lib.sh through the environment, never argv).
+redis_password() {
+	if [[ -n ${OBS_REDIS_PASSWORD:-} ]]; then
+		printf '%s' "$OBS_REDIS_PASSWORD"
+	elif [[ -n ${OBS_REDIS_PASSWORD_FILE:-} ]]; then
+		head -n 1 -- "$OBS_REDIS_PASSWORD_FILE" | tr -d '\r\n'
+	fi
+}
+
 # stop_service -> stop the loaded service if it runs; remove its pid file.
 stop_service() {
 	local pid
 	case $S_KIND in
 	redis)
-		REDIS_PASSWORD=${OBS_REDIS_PASSWORD:-} redis_stop "$VAR/redis" "$OBS_REDIS_PORT" || return 1
+		REDIS_PASSWORD=$(redis_password) redis_stop "$VAR/redis" "$OBS_REDIS_PORT" || return 1
 		;;
 	postgres)
 		pg_stop "$VAR/pg" || return 1

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -40,7 +41,11 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
 
 
 class Stack:
-    def __init__(self, name="stack"):
+    """redis_password: the Redis server gets requirepass (the daemons get no
+    password unless a test passes OBS_REDIS_PASSWORD or a password file).
+    pg_require_password() switches PostgreSQL from trust to password logins."""
+
+    def __init__(self, name="stack", redis_password=None):
         base = os.environ.get("OBS_TEST_TMP", "/tmp")
         self.dir = tempfile.mkdtemp(prefix="agent-obs-%s-" % name, dir=base)
         os.chmod(self.dir, 0o755)
@@ -50,12 +55,14 @@ class Stack:
         self.processor_port = free_port()
         self.procs = {}
         self.logs = {}
+        self.redis_password = redis_password
+        self.pg_password = None
 
     # ---------- servers ----------
     def lib(self, *args, check=True):
         cmd = "source %s; %s" % (LIB, " ".join(args))
         r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True,
-                           env=dict(os.environ, PG_FSYNC=os.environ.get("PG_FSYNC", "off")))
+                           env=self._client_env(PG_FSYNC=os.environ.get("PG_FSYNC", "off")))
         if check and r.returncode != 0:
             raise RuntimeError("%s failed:\n%s%s" % (" ".join(args), r.stdout, r.stderr))
         return r
@@ -74,6 +81,42 @@ class Stack:
     def stop_pg(self):
         self.lib("pg_stop", os.path.join(self.dir, "pg"))
 
+    def _client_env(self, **extra):
+        """Environment for redis-cli, psql and lib.sh: secrets via env, never argv."""
+        e = dict(os.environ, **extra)
+        e.pop("REDIS_PASSWORD", None)
+        e.pop("PGPASSWORD", None)
+        if self.redis_password:
+            e["REDIS_PASSWORD"] = e["REDISCLI_AUTH"] = self.redis_password
+        if self.pg_password:
+            e["PGPASSWORD"] = self.pg_password
+        return e
+
+    def pg_require_password(self, passwords, method="scram-sha-256"):
+        """Give roles passwords ({role: password}, hashed as `method`: md5 or
+        scram-sha-256) and make TCP logins require them (pg_hba.conf, reload).
+        The first password becomes the one psql uses from then on."""
+        enc = "md5" if method == "md5" else "scram-sha-256"
+        q = "SET password_encryption = '%s';\n" % enc
+        for role, pw in passwords.items():
+            q += "ALTER ROLE %s PASSWORD '%s';\n" % (role, pw.replace("'", "''"))
+        self.sql(q)
+        with open(os.path.join(self.dir, "pg", "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhost all all 127.0.0.1/32 %s\nhost all all ::1/128 %s\n"
+                    % (method, method))
+        self.sql("SELECT pg_reload_conf()")
+        self.pg_password = next(iter(passwords.values()))
+        # from now on a login without the password must fail
+        bare = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+        bare["PGCONNECT_TIMEOUT"] = "3"
+
+        def refused():
+            r = subprocess.run(["psql", "-X", "-w", "-At", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U",
+                                "agent_obs", "-d", "agent_obs", "-c", "SELECT 1"],
+                               capture_output=True, text=True, env=bare)
+            return r.returncode != 0 and "password" in r.stderr
+        wait_for(refused, 10, what="postgres to require passwords")
+
     def env(self, **extra):
         e = dict(os.environ)
         e.update({
@@ -89,7 +132,9 @@ class Stack:
         e.update({k: str(v) for k, v in extra.items()})
         return e
 
-    def start(self, name, wait_port=None, **env):
+    def start(self, name, wait_port=None, ca=None, **env):
+        """Run build/<name>; wait for GET /healthz on its port (over https
+        trusting the CA file `ca` when given)."""
         log = open(os.path.join(self.dir, name + ".log"), "ab")
         self.logs[name] = log.name
         p = subprocess.Popen([os.path.join(BUILD, name)], env=self.env(**env), stdout=log,
@@ -98,15 +143,15 @@ class Stack:
         port = wait_port or {"collector": self.collector_port,
                              "processor": self.processor_port}.get(name)
         if port:
-            wait_for(lambda: self._healthy(port) or p.poll() is not None, 10,
+            wait_for(lambda: self._healthy(port, ca) or p.poll() is not None, 10,
                      what="%s health" % name)
             if p.poll() is not None:
                 raise RuntimeError("%s exited with %s:\n%s" % (name, p.returncode, self.log(name)))
         return p
 
-    def _healthy(self, port):
+    def _healthy(self, port, ca=None):
         try:
-            st, _, _ = request(port, "GET", "/healthz", timeout=1)
+            st, _, _ = request(port, "GET", "/healthz", timeout=1, ca=ca)
             return st == 200
         except OSError:
             return False
@@ -158,7 +203,7 @@ class Stack:
                 "-p", str(self.pg_port), "-U", "agent_obs", "-d", "agent_obs"]
         for i, p in enumerate(params):
             args += ["-v", "p%d=%s" % (i + 1, p)]
-        r = subprocess.run(args, input=query, capture_output=True, text=True)
+        r = subprocess.run(args, input=query, capture_output=True, text=True, env=self._client_env())
         if r.returncode != 0:
             raise RuntimeError("psql failed: %s" % r.stderr)
         return [line.split("\t") for line in r.stdout.splitlines() if line != ""]
@@ -168,13 +213,13 @@ class Stack:
         return rows[0][0] if rows else None
 
     def redis(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.redis_port), "--no-raw"] + [str(a) for a in args],
-                           capture_output=True, text=True)
+        r = subprocess.run(["redis-cli", "--no-auth-warning", "-p", str(self.redis_port), "--no-raw"] +
+                           [str(a) for a in args], capture_output=True, text=True, env=self._client_env())
         return r.stdout.strip()
 
     def redis_raw(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.redis_port)] + [str(a) for a in args],
-                           capture_output=True, text=True)
+        r = subprocess.run(["redis-cli", "--no-auth-warning", "-p", str(self.redis_port)] +
+                           [str(a) for a in args], capture_output=True, text=True, env=self._client_env())
         return r.stdout.strip()
 
     def metrics(self, port):
@@ -188,8 +233,17 @@ class Stack:
         return out
 
 
-def request(port, method, path, body=None, headers=None, timeout=10, raw=False):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def tls_context(ca):
+    """A client context that trusts only the CA file `ca` (verification on)."""
+    return ssl.create_default_context(cafile=ca)
+
+
+def request(port, method, path, body=None, headers=None, timeout=10, raw=False, ca=None):
+    """One HTTP request to 127.0.0.1:port; https (trusting the CA file `ca`) when ca is given."""
+    if ca:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls_context(ca))
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()

@@ -4,6 +4,7 @@ frames out, unmasked frames in (fragments joined, pings answered), close
 frames with their code and reason.
 
     ws = WS(port, "/stream?filter=session:s1")       # raises HandshakeError on non-101
+    ws = WS(port, "/stream", ssl_context=ctx)         # wss:// (ctx: an ssl.SSLContext)
     ws.send_json({"type": "filter", "filter": "type:Stop"})
     msg = ws.recv_json(timeout=5)                    # dict, list (a batch) or None
     ws.close()
@@ -150,7 +151,7 @@ def handshake(sock, host, port, path, protocol=None):
 
 class WS:
     def __init__(self, port, path="/stream", host="127.0.0.1", timeout=10, rcvbuf=None,
-                 protocol=None):
+                 protocol=None, ssl_context=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # before connect, so that the window stays small
@@ -158,6 +159,12 @@ class WS:
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
+            except Exception:
+                self.sock.close()
+                raise
         self.reader = Reader()
         try:
             rest = handshake(self.sock, host, port, path, protocol)
@@ -182,9 +189,12 @@ class WS:
 
     def _pump(self, timeout):
         """Read once (waiting up to timeout); queue whole messages."""
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not r:
-            return False
+        # TLS may hold decrypted bytes that select() cannot see
+        buffered = hasattr(self.sock, "pending") and self.sock.pending() > 0
+        if not buffered:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+            if not r:
+                return False
         data = self.sock.recv(1 << 20)
         if not data:
             if self.closed is None:

@@ -479,6 +479,69 @@ static void test_args(void **state)
 	}
 }
 
+/* "x_file" settings fill "x" from a one-line file (secrets off argv and
+ * out of config files); both set is an error; the secret never shows. */
+struct sconf {
+	char *password, *password_file;
+};
+#define S struct sconf
+static const struct cfg_setting stable[] = {
+	{"db.password", CFG_STR, "", "Password", offsetof(S, password), 0, -1},
+	{"db.password_file", CFG_STR, "", "Password file", offsetof(S, password_file), 0, -1},
+};
+#undef S
+
+static const char *secret_file(const char *text)
+{
+	static char p[600];
+	snprintf(p, sizeof p, "%s/secret", tmpdir);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+	return p;
+}
+
+static void test_secret_file(void **state)
+{
+	(void)state;
+	struct sconf c = {0};
+	char want[1024];
+	setenv("OBS_DB_PASSWORD_FILE", secret_file("s3cr3t pass\r\n"), 1);
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), 0);
+	assert_string_equal(c.password, "s3cr3t pass");
+	cfg_free(stable, 2, &c);
+
+	/* both set */
+	setenv("OBS_DB_PASSWORD", "other", 1);
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), -1);
+	assert_string_equal(err, "db.password_file: set either db.password or db.password_file, not both");
+	unsetenv("OBS_DB_PASSWORD");
+
+	/* two lines, empty, missing: named by path, the content never shown */
+	const char *p = secret_file("line1-secret\nline2\n");
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), -1);
+	snprintf(want, sizeof want, "db.password_file: \"%s\" must hold the secret on one non-empty line", p);
+	assert_string_equal(err, want);
+	assert_null(strstr(err, "line1-secret"));
+	secret_file("\n");
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), -1);
+	assert_string_equal(err, want);
+	unlink(p);
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), -1);
+	snprintf(want, sizeof want, "db.password_file: cannot read \"%s\": No such file or directory", p);
+	assert_string_equal(err, want);
+	assert_null(c.password);
+	unsetenv("OBS_DB_PASSWORD_FILE");
+
+	/* empty file setting: the password setting stands */
+	setenv("OBS_DB_PASSWORD", "direct", 1);
+	assert_int_equal(cfg_load(stable, 2, &c, NULL, "db.", err, sizeof err), 0);
+	assert_string_equal(c.password, "direct");
+	cfg_free(stable, 2, &c);
+	unsetenv("OBS_DB_PASSWORD");
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
@@ -509,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup(test_env_name, setup),
 		cmocka_unit_test_setup(test_help, setup),
 		cmocka_unit_test_setup(test_args, setup),
+		cmocka_unit_test_setup(test_secret_file, setup),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
