@@ -120,8 +120,6 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&S.mu, NULL);
 	pthread_cond_init(&S.work, NULL);
 	pthread_cond_init(&S.drained, NULL);
-	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
-		goto out;
 	S.rconf.host = S.cf.redis_host;
 	S.rconf.port = (int)S.cf.redis_port;
 	S.rconf.password = S.cf.redis_password;
@@ -130,6 +128,9 @@ int main(int argc, char **argv)
 		log_error("start: out of memory");
 		goto out;
 	}
+	if (daemon_load_auth(S.cf.auth_keys_file, CFG_AUTH_OPTS(&S.cf), S.m.reg, &S.auth) ||
+	    daemon_check_bind("streamer.bind", S.cf.bind, S.auth != NULL))
+		goto out;
 	raise_fd_limit(S.cf.max_clients + 64);
 
 	if (ws_start(&S, err, sizeof err)) {
@@ -155,6 +156,7 @@ stop:
 	if (code == 0)
 		log_info("stopped");
 out:
+	auth_free(S.auth);
 	met_registry_free(S.m.reg);
 	pthread_cond_destroy(&S.drained);
 	pthread_cond_destroy(&S.work);

@@ -92,6 +92,7 @@ struct streamer {
 	struct streamer_conf cf;
 	struct rs_conf rconf;
 	struct lws_context *lws;
+	struct auth *auth;       /* API keys (NULL: none, loopback only); read-only */
 	atomic_int redis_ok;     /* reader connected and reading */
 	atomic_int stop;         /* threads must finish (set by source_stop) */
 
