@@ -418,7 +418,11 @@ static int http_request(struct lws *wsi, struct http_req *h)
 		struct stream_req req;
 		const char *field;
 		char err[320];
-		if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
+		/* also the dashboard's probe: is my key good for the stream? */
+		if (check_key(wsi, AUTH_READ, 0, &v)) {
+			status = v.status;
+			body = owned = error_json((int)v.status, v.field, v.message);
+		} else if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
 			met_inc(W.s->m.bad_requests, 1);
 			status = 400;
 			body = owned = error_json(400, field, err);

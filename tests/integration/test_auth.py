@@ -443,3 +443,20 @@ def test_public_bind_with_keys(st):
     finally:
         p.terminate()
         p.wait(15)
+
+
+# ---------------------------------------------------------------------------
+# the dashboard in a real browser
+
+def test_dashboard_prompts_for_a_key(st):
+    from test_dashboard import BROWSER, CHROMIUM, npm_ci
+    chromium, browser_dir = CHROMIUM, BROWSER
+    assert os.path.exists(chromium), "install chromium (deploy/local/install-deps.sh)"
+    npm_ci()
+    env = dict(os.environ, STREAMER="http://127.0.0.1:%d" % st.streamer_port,
+               COLLECTOR="http://127.0.0.1:%d" % st.collector_port, CHROMIUM=chromium,
+               READ_KEY=KEYS["read"], INGEST_KEY=KEYS["ingest"])
+    r = subprocess.run(["node", os.path.join(browser_dir, "auth.mjs")], env=env, capture_output=True,
+                       text=True, timeout=120)
+    print(r.stdout.rstrip())
+    assert r.returncode == 0, "browser test failed:\n%s\n%s" % (r.stdout[-3000:], r.stderr[-3000:])
