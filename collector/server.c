@@ -248,8 +248,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		else
 			rq->route = R_OTHER;
 		check_access(rq, c, method, url);
-		if (rq->denied)
+		if (rq->denied) {
+			/* a client waiting for 100-continue has sent no body: answer now */
+			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+			if (expect && strcasecmp(expect, "100-continue") == 0)
+				return answer_denied(rq, c);
 			return MHD_YES;
+		}
 		if (rq->route == R_EVENTS || rq->route == R_OBS_EVENT) {
 			if (strcmp(method, "POST") != 0) {
 				rq->route = R_OTHER;
@@ -279,8 +284,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
 	if (rq->denied) {
 		if (*upload_size) {
+			/* read and drop the body so the client sees the answer, but no
+			 * more of it than an accepted request could send */
+			rq->len += *upload_size;
 			*upload_size = 0;
-			return MHD_YES;
+			return rq->len > (size_t)conf->max_body_bytes ? MHD_NO : MHD_YES;
 		}
 		return answer_denied(rq, c);
 	}

@@ -70,6 +70,10 @@ static int auth_headers(const struct hook_conf *c, const char *body, size_t len,
 {
 	size_t off = 0;
 	out[0] = 0;
+	if (c->key && strpbrk(c->key, "\r\n")) {
+		snprintf(err, errlen, "OBS_COLLECTOR_KEY contains a line break");
+		return -1;
+	}
 	if (c->key)
 		off += (size_t)snprintf(out, outlen, "Authorization: Bearer %s\r\n", c->key);
 	if (off >= outlen) {

@@ -19,7 +19,7 @@
 #define T struct streamer_conf
 static const struct cfg_setting settings[] = {
 	{"streamer.bind", CFG_STR, "127.0.0.1",
-	 "Listen address; a non-loopback address requires auth (not yet available: refused)",
+	 "Listen address; a non-loopback address requires API keys (auth.keys_file)",
 	 offsetof(T, bind), 0, -1},
 	{"streamer.port", CFG_INT, "7071", "HTTP + WebSocket port (/stream, /, /healthz, /readyz, /metrics)",
 	 offsetof(T, port), 1, 65535},

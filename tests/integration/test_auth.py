@@ -460,3 +460,28 @@ def test_dashboard_prompts_for_a_key(st):
                        text=True, timeout=120)
     print(r.stdout.rstrip())
     assert r.returncode == 0, "browser test failed:\n%s\n%s" % (r.stdout[-3000:], r.stderr[-3000:])
+
+
+def test_refusal_reads_no_large_body(st):
+    import socket
+    # a client waiting for 100-continue gets its 401 at once, before sending the body
+    s = socket.create_connection(("127.0.0.1", st.collector_port), timeout=5)
+    s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n")
+    head = s.recv(4096).decode("latin-1")
+    s.close()
+    assert head.startswith("HTTP/1.1 401"), head
+    # a refused client that sends more than collector.max_body_bytes anyway is cut off
+    s = socket.create_connection(("127.0.0.1", st.collector_port), timeout=5)
+    s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 50000000\r\n\r\n")
+    sent, cut = 0, False
+    try:
+        while sent < 50000000:
+            s.sendall(b"x" * 65536)
+            sent += 65536
+    except OSError:
+        cut = True
+    s.close()
+    assert cut and sent < 8 * 1048576, sent
+    assert call(st.collector_port, "POST", "/events", "ingest", event())[0] == 202
