@@ -485,3 +485,17 @@ def test_refusal_reads_no_large_body(st):
     s.close()
     assert cut and sent < 8 * 1048576, sent
     assert call(st.collector_port, "POST", "/events", "ingest", event())[0] == 202
+
+
+def test_installer_http_hooks_carry_the_key_by_reference(st):
+    proj = os.path.join(st.dir, "proj-" + uuid.uuid4().hex[:6])
+    os.makedirs(proj)
+    env = dict(os.environ, OBS_COLLECTOR_KEY=KEYS["ingest"])
+    r = subprocess.run([os.path.join(ROOT, "hooks", "install"), "--project", proj, "--http", "--url",
+                        "http://127.0.0.1:%d" % st.collector_port], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = open(os.path.join(proj, ".claude", "settings.json")).read()
+    assert KEYS["ingest"] not in text
+    hooks = [h for gs in json.loads(text)["hooks"].values() for g in gs for h in g["hooks"]]
+    assert hooks and all(h["headers"] == {"Authorization": "Bearer $OBS_COLLECTOR_KEY"} and
+                         h["allowedEnvVars"] == ["OBS_COLLECTOR_KEY"] for h in hooks), hooks[0]
