@@ -301,27 +301,36 @@ static int upgrade_reject(struct lws *wsi, unsigned status, const char *field, c
 	return upgrade_reject_v(wsi, status, field, msg, NULL);
 }
 
+/* The first token of a Sec-WebSocket-Protocol list that starts with
+ * `prefix` (whole token when exact); NULL when none. *n gets its length. */
+static const char *proto_token(const char *list, const char *prefix, int exact, size_t *n)
+{
+	size_t pl = strlen(prefix);
+	for (const char *t = list; *t;) {
+		t += strspn(t, " \t,");
+		*n = strcspn(t, " \t,");
+		if (*n >= pl && strncmp(t, prefix, pl) == 0 && (!exact || *n == pl))
+			return t;
+		t += *n;
+	}
+	return NULL;
+}
+
 /* The key of an upgrade: the "agent-obs.key.<key>" subprotocol, else the
  * Authorization header. Checked for `need`; 0 ok, -1 with *v. */
 static int check_key(struct lws *wsi, int need, int ws, struct auth_verdict *v)
 {
 	char hdr[1024], cred[1100];
-	const char *cr = NULL;
+	const char *cr = NULL, *t;
+	size_t n;
 	int rc;
 	if (!W.s->auth)
 		return auth_check(NULL, NULL, need, v);
-	if (ws && lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) > 0) {
+	if (ws && lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) > 0 &&
+	    (t = proto_token(hdr, AUTH_WS_KEY_PREFIX, 0, &n))) {
 		const size_t pl = sizeof AUTH_WS_KEY_PREFIX - 1;
-		for (char *t = hdr; *t;) {
-			t += strspn(t, " \t,");
-			size_t n = strcspn(t, " \t,");
-			if (n > pl && strncmp(t, AUTH_WS_KEY_PREFIX, pl) == 0) {
-				snprintf(cred, sizeof cred, "Bearer %.*s", (int)(n - pl), t + pl);
-				cr = cred;
-				break;
-			}
-			t += n;
-		}
+		snprintf(cred, sizeof cred, "Bearer %.*s", (int)(n - pl), t + pl);
+		cr = cred;
 	}
 	if (!cr && lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
 		cr = hdr;
@@ -342,6 +351,13 @@ static int confirm_upgrade(struct lws *wsi)
 		return upgrade_reject(wsi, 404, NULL, "WebSocket endpoint is /stream");
 	if (check_key(wsi, AUTH_READ, 1, &v))
 		return upgrade_reject_v(wsi, v.status, v.field, v.message, &v);
+	/* subprotocols offered without ours would end in a silent close */
+	char protos[1024];
+	size_t n;
+	if (lws_hdr_copy(wsi, protos, sizeof protos, WSI_TOKEN_PROTOCOL) > 0 &&
+	    !proto_token(protos, PROTO_WS, 1, &n))
+		return upgrade_reject(wsi, 400, "Sec-WebSocket-Protocol",
+		                      "offer the subprotocol \"" PROTO_WS "\" (beside agent-obs.key.<key>)");
 	if (W.closing)
 		return upgrade_reject(wsi, 503, NULL, "shutting down");
 	if ((long long)W.nclients >= W.s->cf.max_clients)

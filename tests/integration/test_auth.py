@@ -240,6 +240,14 @@ def test_streamer_websocket(st):
             assert k not in text, (name, "key in log")
 
 
+def test_streamer_key_without_our_subprotocol(st):
+    try:
+        WS(st.streamer_port, "/stream", protocol="agent-obs.key." + KEYS["read"]).close()
+        raise AssertionError("accepted")
+    except HandshakeError as e:
+        assert e.status == 400 and e.json()["error"]["field"] == "Sec-WebSocket-Protocol", (e.status, e.body)
+
+
 def test_streamer_authorization_header(st):
     c = ws(st, "read", how="header")
     try:
