@@ -1,9 +1,12 @@
 /* admin.c -- the alerter's admin HTTP server (libmicrohttpd, own polling
  * thread): /healthz /readyz /metrics through common/http.h, plus /rules, the
  * loaded rules as JSON (`?name=X` for one rule; alerts' generatorURL points
- * here). The rules text is a snapshot published by the main thread under a
+ * here), and POST /rules/reload (admin role: same as SIGHUP). With API keys
+ * configured /metrics and /rules need the read role. The rules text is a snapshot published by the main thread under a
  * mutex, so the server never touches the live rule set. */
 #include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "alerter.h"
+#include "auth.h"
 #include "met.h"
 
 struct alerter_admin {
@@ -18,6 +22,7 @@ struct alerter_admin {
 	struct met_registry *reg;
 	http_ready_fn ready;
 	void *ud;
+	struct auth *auth;
 	pthread_mutex_t mu;
 	cJSON *rules; /* snapshot: array of rule objects */
 };
@@ -119,10 +124,22 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	struct auth_verdict v;
+	int reload = strcmp(url, "/rules/reload") == 0;
+	if (auth_mhd_check(a->auth, c, reload ? AUTH_ADMIN : auth_admin_url_role(url), &v))
+		return auth_mhd_reply(c, &v);
 	if (http_admin_route(c, method, url, a->reg, a->ready, a->ud, &ret))
 		return ret;
+	if (reload) {
+		if (strcmp(method, "POST") != 0)
+			return http_reply_error(c, 405, NULL, "use POST");
+		/* the main loop reloads as on SIGHUP (and logs and counts the result) */
+		if (kill(getpid(), SIGHUP))
+			return http_reply_error(c, 500, NULL, "cannot signal the main loop");
+		return http_reply_json(c, 202, "{\"status\":\"reload requested\"}");
+	}
 	if (strcmp(url, "/rules") != 0)
-		return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz, /metrics or /rules");
+		return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz, /metrics, /rules or POST /rules/reload");
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return http_reply_error(c, 405, NULL, "use GET");
 	const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
@@ -151,7 +168,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 struct alerter_admin *admin_start(const char *addr, int port, struct met_registry *reg,
-                                  http_ready_fn ready, void *ud, char *err, size_t errlen)
+                                  http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                  size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -168,6 +186,7 @@ struct alerter_admin *admin_start(const char *addr, int port, struct met_registr
 	a->reg = reg;
 	a->ready = ready;
 	a->ud = ud;
+	a->auth = auth;
 	pthread_mutex_init(&a->mu, NULL);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)

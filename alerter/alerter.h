@@ -228,7 +228,8 @@ char *notify_alert_json(const struct alert_note *n);
 struct alerter_admin;
 /* Admin server with /rules besides the admin endpoints. */
 struct alerter_admin *admin_start(const char *addr, int port, struct met_registry *reg,
-                                  http_ready_fn ready, void *ud, char *err, size_t errlen);
+                                  http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                  size_t errlen);
 /* Publish the loaded rules (JSON text, copied) for /rules. */
 void admin_set_rules(struct alerter_admin *a, const struct ruleset *rs);
 void admin_stop(struct alerter_admin *a);

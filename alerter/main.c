@@ -91,6 +91,7 @@ static atomic_int redis_ok;
 static struct engine *eng;
 static struct notifier *notifier;
 static struct alerter_admin *admin;
+static struct auth *auth; /* API keys (NULL: none, loopback only) */
 static char **rule_names; /* names with a firing gauge series, for zeroing */
 static size_t nrule_names;
 
@@ -422,8 +423,6 @@ int main(int argc, char **argv)
 	                 settings, N_SETTINGS, &cf, "alerter.", &cf.log_level, extra, NULL, &code))
 		return code;
 	code = 1;
-	if (daemon_check_bind("alerter.metrics_bind", cf.metrics_bind, 0))
-		goto out;
 	rconf = CFG_RS_CONF(cf);
 
 	struct ruleset *rs = rules_load(cf.rules, err, sizeof err);
@@ -435,6 +434,11 @@ int main(int argc, char **argv)
 	if (!m.reg) {
 		rules_free(rs);
 		log_error("start: out of memory");
+		goto out;
+	}
+	if (daemon_load_auth(cf.auth_keys_file, CFG_AUTH_OPTS(&cf), m.reg, &auth) ||
+	    daemon_check_bind("alerter.metrics_bind", cf.metrics_bind, auth != NULL)) {
+		rules_free(rs);
 		goto out;
 	}
 	setup_metrics();
@@ -456,7 +460,7 @@ int main(int argc, char **argv)
 	};
 	struct engine_hooks hooks = {notifier_send, notifier_delivered, notifier};
 	eng = engine_new(&eo, &hooks);
-	admin = admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, err, sizeof err);
+	admin = admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, auth, err, sizeof err);
 	if (!eng || !admin) {
 		rules_free(rs);
 		log_kv(LOG_ERROR, "start failed", "error", eng ? err : "out of memory", NULL);
@@ -483,6 +487,7 @@ stopped:
 out:
 	notifier_stop(notifier, (long)cf.drain_timeout_ms);
 	admin_stop(admin);
+	auth_free(auth);
 	engine_free(eng);
 	if (rc)
 		redisFree(rc);

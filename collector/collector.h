@@ -82,8 +82,10 @@ int writer_ready(void *ud, char *why, size_t whylen);
 void writer_stop(void); /* finishes queued jobs, then joins */
 
 /* ---- server.c ---- */
-int server_start(const struct collector_conf *cf, struct met_registry *reg, char *err,
-                 size_t errlen);
+struct auth;
+/* auth: the API keys (NULL: none, every route open). */
+int server_start(const struct collector_conf *cf, struct met_registry *reg, struct auth *auth,
+                 char *err, size_t errlen);
 void server_quiesce(void);
 /* Count events appended to the stream by any route (agent_obs_events_accepted_total). */
 void server_count_accepted(size_t n);

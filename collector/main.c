@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "arena.h"
+#include "auth.h"
 #include "collector.h"
 #include "daemon.h"
 #include "http.h"
@@ -20,7 +21,7 @@
 #define T struct collector_conf
 static const struct cfg_setting settings[] = {
 	{"collector.bind", CFG_STR, "127.0.0.1",
-	 "Listen address; a non-loopback address requires auth (not yet available: refused)",
+	 "Listen address; a non-loopback address requires API keys (auth.keys_file)",
 	 offsetof(T, bind), 0, -1},
 	{"collector.port", CFG_INT, "7070", "HTTP port (ingest, health, metrics)", offsetof(T, port), 1, 65535},
 	{"collector.tls_cert", CFG_STR, "",
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
 {
 	struct collector_conf cf;
 	struct met_registry *reg = NULL;
+	struct auth *auth = NULL;
 	char err[512];
 	int rc = 1;
 
@@ -87,15 +89,18 @@ int main(int argc, char **argv)
 	                 "collector: HTTP ingest of agent events into Redis Streams", settings,
 	                 N_SETTINGS, &cf, "collector.", &cf.log_level, NULL, NULL, &code))
 		return code;
-	if (daemon_check_bind("collector.bind", cf.bind, 0))
+	reg = met_registry_new();
+	if (!reg)
+		goto out;
+	if (daemon_load_auth(cf.auth_keys_file, CFG_AUTH_OPTS(&cf), reg, &auth) ||
+	    daemon_check_bind("collector.bind", cf.bind, auth != NULL))
 		goto out;
 	if (http_cors_set(cf.cors_origin, err, sizeof err)) {
 		log_kv(LOG_ERROR, "bad setting", "key", "collector.cors_origin", "error", err, NULL);
 		goto out;
 	}
 	arena_install_cjson_hooks();
-	reg = met_registry_new();
-	if (!reg || api_start(&cf, reg, err, sizeof err) || server_start(&cf, reg, err, sizeof err)) {
+	if (api_start(&cf, reg, err, sizeof err) || server_start(&cf, reg, auth, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);
 		api_stop();
 		goto out;
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
+	auth_free(auth);
 	met_registry_free(reg);
 	cfg_free(settings, N_SETTINGS, &cf);
 	return rc;

@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "arena.h"
+#include "auth.h"
 #include "collector.h"
 #include "hooks_http.h"
 #include "http.h"
@@ -38,11 +39,15 @@ struct req {
 	int submitted;
 	void *api; /* R_API: api.c's request state */
 	void *hooks; /* R_HOOKS: hooks_http.c's request state */
+	int denied;  /* refused by auth: the body is read and dropped, then *verdict answered */
+	struct auth_verdict verdict;
+	struct auth_sig *sig; /* signed request: HMAC over the body as it arrives */
 };
 
 static const struct collector_conf *conf;
 static struct met_registry *reg;
 static struct MHD_Daemon *daemon_h;
+static struct auth *auth; /* NULL: no keys configured (loopback only) */
 static struct ev_limits limits;
 static struct writer_stats wstats;
 static struct met_family *m_requests, *m_duration, *m_accepted, *m_rejected;
@@ -175,6 +180,49 @@ static enum MHD_Result handle_post_done(struct req *rq, struct MHD_Connection *c
 	return MHD_YES;
 }
 
+/* The role a request needs (auth.h); AUTH_OPEN for unknown routes (404). */
+static int route_role(const struct req *rq, const char *method, const char *url)
+{
+	switch (rq->route) {
+	case R_ADMIN:
+		return auth_admin_url_role(url);
+	case R_EVENTS:
+	case R_OBS_EVENT:
+	case R_HOOKS:
+		return AUTH_INGEST;
+	case R_API:
+		return strcmp(method, "POST") == 0 ? AUTH_INGEST : AUTH_READ;
+	default:
+		return AUTH_OPEN;
+	}
+}
+
+/* First call: key, role, rate limit, and for a POST the signature headers.
+ * A refusal is answered once the body has been read (see handler). */
+static void check_access(struct req *rq, struct MHD_Connection *c, const char *method,
+                         const char *url)
+{
+	if (!auth)
+		return;
+	if (auth_mhd_check(auth, c, route_role(rq, method, url), &rq->verdict)) {
+		rq->denied = 1;
+		return;
+	}
+	if (strcmp(method, "POST") != 0 || !rq->verdict.key)
+		return;
+	const char *ts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, AUTH_TS_HEADER);
+	const char *sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, AUTH_SIG_HEADER);
+	if (auth_sig_begin(auth, rq->verdict.key, ts, sig, &rq->sig, &rq->verdict))
+		rq->denied = 1;
+}
+
+static enum MHD_Result answer_denied(struct req *rq, struct MHD_Connection *c)
+{
+	rq->code = (int)rq->verdict.status;
+	reject(rq->verdict.status == 429 ? "rate_limited" : "unauthorised", 1);
+	return auth_mhd_reply(c, &rq->verdict);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -208,6 +256,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			rq->route = R_ADMIN;
 		else
 			rq->route = R_OTHER;
+		check_access(rq, c, method, url);
+		if (rq->denied) {
+			/* a client waiting for 100-continue has sent no body: answer now */
+			const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+			if (expect && strcasecmp(expect, "100-continue") == 0)
+				return answer_denied(rq, c);
+			return MHD_YES;
+		}
 		if (rq->route == R_EVENTS || rq->route == R_OBS_EVENT) {
 			if (strcmp(method, "POST") != 0) {
 				rq->route = R_OTHER;
@@ -235,6 +291,28 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		return MHD_YES;
 	}
 
+	if (rq->denied) {
+		if (*upload_size) {
+			/* read and drop the body so the client sees the answer, but no
+			 * more of it than an accepted request could send */
+			rq->len += *upload_size;
+			*upload_size = 0;
+			return rq->len > (size_t)conf->max_body_bytes ? MHD_NO : MHD_YES;
+		}
+		return answer_denied(rq, c);
+	}
+	if (rq->sig) {
+		if (*upload_size) {
+			auth_sig_update(rq->sig, upload, *upload_size);
+		} else {
+			struct auth_sig *s = rq->sig;
+			rq->sig = NULL;
+			if (auth_sig_finish(auth, s, &rq->verdict)) {
+				rq->denied = 1;
+				return answer_denied(rq, c);
+			}
+		}
+	}
 	if (rq->route == R_API)
 		return api_handle(c, method, url, upload, upload_size, &rq->api, &rq->code);
 	if (rq->route == R_HOOKS)
@@ -299,6 +377,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	met_inc(met_series(m_requests, route_names[rq->route], code), 1);
 	met_observe(m_dur[rq->route], elapsed_s(&rq->start));
 	ingest_result_free(&rq->events);
+	auth_sig_free(rq->sig);
 	api_free(rq->api);
 	hooks_http_free(rq->hooks);
 	arena_free(rq->arena);
@@ -349,7 +428,8 @@ int server_tls_enabled(void)
 	return tls_cert_pem != NULL;
 }
 
-int server_start(const struct collector_conf *cf, struct met_registry *r, char *err, size_t errlen)
+int server_start(const struct collector_conf *cf, struct met_registry *r, struct auth *a,
+                 char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -357,6 +437,7 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, char *
 	if (tls_setup(cf, err, errlen))
 		return -1;
 	reg = r;
+	auth = a;
 	limits = ev_default_limits;
 	limits.max_event_bytes = (size_t)cf->max_event_bytes;
 	limits.max_depth = (int)cf->max_depth;

@@ -50,6 +50,17 @@ int daemon_check_bind(const char *setting, const char *addr, int have_auth)
 	if (http_addr_is_loopback(addr) || have_auth)
 		return 0;
 	log_kv(LOG_ERROR, "refusing to listen on a non-loopback address without authentication configured",
-	       "setting", setting, "bind", addr, "hint", "bind 127.0.0.1, or configure API keys", NULL);
+	       "setting", setting, "bind", addr, "hint", "bind 127.0.0.1, or configure API keys (auth.keys_file / OBS_AUTH_KEYS_FILE)", NULL);
 	return -1;
+}
+
+int daemon_load_auth(const char *keys_file, struct auth_opts opts, struct met_registry *reg,
+                     struct auth **out)
+{
+	char err[512];
+	if (auth_load(keys_file, &opts, reg, out, err, sizeof err)) {
+		log_kv(LOG_ERROR, "cannot load API keys", "error", err, NULL);
+		return -1;
+	}
+	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "auth.h"
 #include "cfg.h"
 
 /* Parse argv, load `table` into conf (own_prefix as for cfg_load), init the
@@ -23,5 +24,13 @@ int daemon_setup(int argc, char **argv, const char *name, const char *summary,
 /* 0 when `addr` may be listened on: loopback always; anything else only when
  * `have_auth`. Logs the refusal naming `setting`. */
 int daemon_check_bind(const char *setting, const char *addr, int have_auth);
+
+struct auth;
+struct auth_opts;
+struct met_registry;
+/* auth_load() of auth.keys_file, logging the error. *out stays NULL when no
+ * file is configured; pass `*out != NULL` to daemon_check_bind. 0 / -1. */
+int daemon_load_auth(const char *keys_file, struct auth_opts opts, struct met_registry *reg,
+                     struct auth **out);
 
 #endif

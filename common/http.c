@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "auth.h"
 #include "met.h"
 
 /* ------------------------------------------------------------------ CORS -- */
@@ -237,6 +238,7 @@ struct http_admin {
 	struct met_registry *reg;
 	http_ready_fn ready;
 	void *ud;
+	struct auth *auth;
 };
 
 static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -252,6 +254,9 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *c, const 
 		return MHD_YES;
 	}
 	(void)con_cls;
+	struct auth_verdict v;
+	if (auth_mhd_check(a->auth, c, auth_admin_url_role(url), &v))
+		return auth_mhd_reply(c, &v);
 	if (http_admin_route(c, method, url, a->reg, a->ready, a->ud, &ret))
 		return ret;
 	return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz or /metrics");
@@ -295,7 +300,8 @@ int http_make_addr(const char *addr, int port, struct sockaddr_storage *ss, sock
 }
 
 struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
-                                    http_ready_fn ready, void *ud, char *err, size_t errlen)
+                                    http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                    size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -311,6 +317,7 @@ struct http_admin *http_admin_start(const char *addr, int port, struct met_regis
 	a->reg = reg;
 	a->ready = ready;
 	a->ud = ud;
+	a->auth = auth;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

@@ -58,8 +58,11 @@ int http_admin_route(struct MHD_Connection *c, const char *method, const char *u
 
 struct http_admin;
 /* Start an admin-only server (internal polling thread) on addr:port. */
+/* auth (may be NULL: open) guards /metrics; /healthz and /readyz stay open. */
+struct auth;
 struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
-                                    http_ready_fn ready, void *ud, char *err, size_t errlen);
+                                    http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                    size_t errlen);
 void http_admin_stop(struct http_admin *a); /* NULL is a no-op */
 
 /* 1 if addr is a loopback address (127.0.0.0/8, ::1, "localhost"). */

@@ -21,7 +21,25 @@
 	 offsetof(T, redis_timeout_ms), 10, 600000},                                           \
 	{"stream.name", CFG_STR, "agent_events", "Redis stream of canonical events",          \
 	 offsetof(T, stream), 0, -1},                                                          \
-	{"log.level", CFG_STR, "info", "debug | info | warn | error", offsetof(T, log_level), 0, -1}
+	{"log.level", CFG_STR, "info", "debug | info | warn | error", offsetof(T, log_level), 0, -1}, \
+	{"auth.keys_file", CFG_STR, "",                                                        \
+	 "API keys file (YAML, see config/keys.example.yaml); empty: no keys, loopback only",  \
+	 offsetof(T, auth_keys_file), 0, -1},                                                  \
+	{"auth.signature_window_s", CFG_INT, "300",                                            \
+	 "Signed requests: largest clock difference, and how long a signature is remembered", \
+	 offsetof(T, auth_window_s), 1, 86400},                                                \
+	{"auth.rate_per_s", CFG_DOUBLE, "200",                                                 \
+	 "Default per-key rate limit, requests per second (0: none)", offsetof(T, auth_rate), 0, 1e9}, \
+	{"auth.burst", CFG_DOUBLE, "400", "Default per-key burst (token bucket size)",        \
+	 offsetof(T, auth_burst), 1, 1e9},                                                     \
+	{"auth.replay_cache_size", CFG_INT, "200000",                                          \
+	 "Signatures remembered within the window (more signed requests: 429)",              \
+	 offsetof(T, auth_replay_cache), 64, 100000000}
+
+/* The auth_opts of the auth.* rows of a conf struct `cf` (a pointer). */
+#define CFG_AUTH_OPTS(cf)                                                                  \
+	((struct auth_opts){(cf)->auth_window_s, (cf)->auth_rate, (cf)->auth_burst,           \
+	                    (cf)->auth_replay_cache})
 
 #define CFG_FIELDS_COMMON                                                                  \
 	char *redis_host;                                                                      \
@@ -31,7 +49,12 @@
 	char *redis_password_file;                                                             \
 	long long redis_timeout_ms;                                                            \
 	char *stream;                                                                          \
-	char *log_level
+	char *log_level;                                                                       \
+	char *auth_keys_file;                                                                  \
+	long long auth_window_s;                                                               \
+	double auth_rate;                                                                      \
+	double auth_burst;                                                                     \
+	long long auth_replay_cache
 
 /* The struct rs_conf (rs.h) of a conf with CFG_FIELDS_COMMON. */
 #define CFG_RS_CONF(cf)                                                                    \

@@ -31,6 +31,8 @@ struct hook_conf {
 	int use_curl;               /* OBS_HOOK_TRANSPORT=curl */
 	const char *ca_file;        /* OBS_HOOK_CA_FILE: CA bundle for https:// (NULL: system CAs) */
 	int quiet;                  /* OBS_HOOK_QUIET=1: no warnings on stderr */
+	const char *key;            /* OBS_COLLECTOR_KEY: API key (ingest role), or NULL */
+	const char *signing_secret; /* OBS_COLLECTOR_SIGNING_SECRET: HMAC secret, or NULL */
 };
 
 /* One-line warning on stderr ("agent-hook: ..."), unless quiet. */
@@ -39,7 +41,7 @@ void hook_warn(const struct hook_conf *c, const char *fmt, ...) __attribute__((f
 /* ---- send.c ---- */
 enum send_result {
 	SEND_OK,       /* 2xx: the collector has it */
-	SEND_RETRY,    /* unreachable, timed out, 408/429/5xx: keep it, try later */
+	SEND_RETRY,    /* unreachable, timed out, 401/403 (key to fix), 408/429/5xx: keep it, try later */
 	SEND_REJECTED, /* other 4xx: re-sending the same bytes cannot help */
 };
 /* POST body to c->url + path within timeout_ms. *status gets the HTTP

@@ -44,6 +44,8 @@ static const struct setting {
 	{"OBS_HOOK_TRANSPORT", "builtin", "\"curl\": send http:// through libcurl too"},
 	{"OBS_HOOK_CA_FILE", "(system CAs)", "PEM CA file that signed the collector's certificate (https://; e.g. a self-signed one); the certificate and host name are always verified"},
 	{"OBS_HOOK_QUIET", "0", "1: no warnings on stderr"},
+	{"OBS_COLLECTOR_KEY", "(none)", "API key with the ingest role, sent as Authorization: Bearer"},
+	{"OBS_COLLECTOR_SIGNING_SECRET", "(none)", "the key's signing secret: requests get X-Obs-Timestamp and X-Obs-Signature (HMAC-SHA256)"},
 };
 
 static const char *usage_text =
@@ -120,6 +122,12 @@ static void load_conf(struct hook_conf *c)
 	c->source_app = getenv("OBS_HOOK_SOURCE_APP");
 	if (!c->source_app || !*c->source_app)
 		c->source_app = "claude-code";
+	c->key = getenv("OBS_COLLECTOR_KEY");
+	if (c->key && !*c->key)
+		c->key = NULL;
+	c->signing_secret = getenv("OBS_COLLECTOR_SIGNING_SECRET");
+	if (c->signing_secret && !*c->signing_secret)
+		c->signing_secret = NULL;
 	const char *t = getenv("OBS_HOOK_TRANSPORT");
 	c->use_curl = t && !strcmp(t, "curl");
 	c->ca_file = getenv("OBS_HOOK_CA_FILE");

@@ -4,7 +4,10 @@
  * poll with one deadline, Connection: close). https:// URLs, or any URL with
  * OBS_HOOK_TRANSPORT=curl, use libcurl, loaded with dlopen only then: linking
  * libcurl costs ~9 ms of dynamic loading (its TLS, LDAP, Kerberos and SSH
- * libraries) on every start, several times the whole budget of a hook. */
+ * libraries) on every start, several times the whole budget of a hook.
+ * With OBS_COLLECTOR_KEY every request carries Authorization: Bearer; with
+ * OBS_COLLECTOR_SIGNING_SECRET it is signed (X-Obs-Timestamp, X-Obs-Signature
+ * = HMAC-SHA256 of "<ts>.<body>"), libcrypto loaded on demand for that. */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -32,9 +35,84 @@ static enum send_result classify(int status)
 {
 	if (status >= 200 && status < 300)
 		return SEND_OK;
-	if (status >= 400 && status < 500 && status != 408 && status != 429)
+	/* 401/403: a key to fix, not bytes to drop; the request is signed anew */
+	if (status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 &&
+	    status != 429)
 		return SEND_REJECTED;
 	return SEND_RETRY;
+}
+
+/* ---------- credentials ---------- */
+
+/* HMAC-SHA256 from libcrypto, loaded only when a signing secret is set. */
+static struct {
+	int tried, ok;
+	const void *(*sha256)(void);
+	unsigned char *(*hmac)(const void *, const void *, int, const unsigned char *, size_t,
+	                       unsigned char *, unsigned int *);
+} cr;
+
+static int crypto_load(void)
+{
+	if (!cr.tried) {
+		cr.tried = 1;
+		void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+		if (h) {
+			*(void **)&cr.sha256 = dlsym(h, "EVP_sha256");
+			*(void **)&cr.hmac = dlsym(h, "HMAC");
+			cr.ok = cr.sha256 && cr.hmac;
+		}
+	}
+	return cr.ok ? 0 : -1;
+}
+
+/* The auth header lines ("" without a key) into out. -1 when signing failed. */
+static int auth_headers(const struct hook_conf *c, const char *body, size_t len, char *out,
+                        size_t outlen, char *err, size_t errlen)
+{
+	size_t off = 0;
+	out[0] = 0;
+	if (c->key && strpbrk(c->key, "\r\n")) {
+		snprintf(err, errlen, "OBS_COLLECTOR_KEY contains a line break");
+		return -1;
+	}
+	if (c->key)
+		off += (size_t)snprintf(out, outlen, "Authorization: Bearer %s\r\n", c->key);
+	if (off >= outlen) {
+		snprintf(err, errlen, "OBS_COLLECTOR_KEY is too long");
+		return -1;
+	}
+	if (!c->signing_secret)
+		return 0;
+	if (crypto_load()) {
+		snprintf(err, errlen, "OBS_COLLECTOR_SIGNING_SECRET needs libcrypto.so.3");
+		return -1;
+	}
+	char ts[24];
+	int tl = snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+	unsigned char *msg = malloc((size_t)tl + 1 + len), md[32];
+	unsigned int mdlen = 0;
+	if (!msg) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(msg, ts, (size_t)tl);
+	msg[tl] = '.';
+	memcpy(msg + tl + 1, body, len);
+	int ok = cr.hmac(cr.sha256(), c->signing_secret, (int)strlen(c->signing_secret), msg,
+	                 (size_t)tl + 1 + len, md, &mdlen) && mdlen == 32;
+	free(msg);
+	if (!ok) {
+		snprintf(err, errlen, "HMAC failed");
+		return -1;
+	}
+	off += (size_t)snprintf(out + off, outlen - off, "X-Obs-Timestamp: %s\r\nX-Obs-Signature: sha256=", ts);
+	for (int i = 0; i < 32 && off + 3 < outlen; i++)
+		off += (size_t)snprintf(out + off, outlen - off, "%02x", md[i]);
+	if (off + 3 >= outlen)
+		return -1;
+	memcpy(out + off, "\r\n", 3);
+	return 0;
 }
 
 /* ---------- URL ---------- */
@@ -165,19 +243,24 @@ static int connect_to(const struct url *u, long long deadline, char *err, size_t
 }
 
 static enum send_result post_plain(const struct url *u, const char *path, const char *ctype,
-                                   const char *body, size_t len, long timeout_ms, int *status,
-                                   char *err, size_t errlen)
+                                   const char *auth, const char *body, size_t len, long timeout_ms,
+                                   int *status, char *err, size_t errlen)
 {
 	long long deadline = ev_mono_ms() + timeout_ms;
-	char hdr[1024], resp[2048];
+	char hdr[2048], resp[2048];
 	int fd = connect_to(u, deadline, err, errlen);
 	if (fd < 0)
 		return SEND_RETRY;
 	int v6 = strchr(u->host, ':') != NULL;
 	int hl = snprintf(hdr, sizeof hdr,
 	                  "POST %s%s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUser-Agent: agent-hook/1\r\n"
-	                  "Content-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	                  u->base, path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, ctype, len);
+	                  "Content-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+	                  u->base, path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, ctype, len, auth);
+	if (hl < 0 || hl >= (int)sizeof hdr) {
+		close(fd);
+		snprintf(err, errlen, "request headers too long");
+		return SEND_REJECTED;
+	}
 	struct iovec iov[2] = {{hdr, (size_t)hl}, {(void *)body, len}};
 	int iovn = 2;
 	enum send_result rc = SEND_RETRY;
@@ -312,8 +395,8 @@ static size_t discard(char *p, size_t sz, size_t n, void *ud)
 }
 
 static enum send_result post_curl(const struct hook_conf *c, const char *path, const char *ctype,
-                                  const char *body, size_t len, long timeout_ms, int *status,
-                                  char *err, size_t errlen)
+                                  const char *auth, const char *body, size_t len, long timeout_ms,
+                                  int *status, char *err, size_t errlen)
 {
 	char url[2048], ct[128];
 	if (curl_load(err, errlen))
@@ -330,6 +413,14 @@ static enum send_result post_curl(const struct hook_conf *c, const char *path, c
 	}
 	struct curl_slist *hdrs = cu.slist_append(NULL, ct);
 	hdrs = cu.slist_append(hdrs, "Expect:");
+	for (const char *a = auth; *a;) { /* "Name: value\r\n" lines */
+		char line[1024];
+		size_t n = strcspn(a, "\r");
+		snprintf(line, sizeof line, "%.*s", (int)n, a);
+		hdrs = cu.slist_append(hdrs, line);
+		a += n;
+		a += strspn(a, "\r\n");
+	}
 	cu.setopt(h, CURLOPT_URL, url);
 	cu.setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	cu.setopt(h, CURLOPT_POSTFIELDS, body);
@@ -376,7 +467,12 @@ enum send_result send_post(const struct hook_conf *c, const char *path, const ch
 		snprintf(err, errlen, "OBS_COLLECTOR_URL: not an http:// or https:// URL: %s", shown);
 		return SEND_RETRY;
 	}
-	if (u.tls || c->use_curl)
-		return post_curl(c, path, ctype, body, len, timeout_ms, status, err, errlen);
-	return post_plain(&u, path, ctype, body, len, timeout_ms, status, err, errlen);
+	char auth[1024];
+	if (auth_headers(c, body, len, auth, sizeof auth, err, errlen))
+		return SEND_RETRY;
+	enum send_result r = u.tls || c->use_curl
+		? post_curl(c, path, ctype, auth, body, len, timeout_ms, status, err, errlen)
+		: post_plain(&u, path, ctype, auth, body, len, timeout_ms, status, err, errlen);
+	explicit_bzero(auth, sizeof auth);
+	return r;
 }

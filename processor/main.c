@@ -514,6 +514,7 @@ static void consume(void)
 int main(int argc, char **argv)
 {
 	struct http_admin *admin = NULL;
+	struct auth *auth = NULL;
 	char err[512];
 
 	int code;
@@ -521,8 +522,6 @@ int main(int argc, char **argv)
 	                 settings, N_SETTINGS, &cf, "processor.", &cf.log_level, NULL, NULL, &code))
 		return code;
 	code = 1;
-	if (daemon_check_bind("processor.metrics_bind", cf.metrics_bind, 0))
-		goto out;
 	rconf = CFG_RS_CONF(cf);
 
 	m.reg = met_registry_new();
@@ -536,12 +535,15 @@ int main(int argc, char **argv)
 		log_error("start: out of memory");
 		goto out;
 	}
+	if (daemon_load_auth(cf.auth_keys_file, CFG_AUTH_OPTS(&cf), m.reg, &auth) ||
+	    daemon_check_bind("processor.metrics_bind", cf.metrics_bind, auth != NULL))
+		goto out;
 	setup_metrics();
 	if (history_init(&cf, m.reg, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
 	}
-	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, err, sizeof err);
+	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, auth, err, sizeof err);
 	if (!admin) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
@@ -567,6 +569,7 @@ stopped:
 	code = 0;
 out:
 	http_admin_stop(admin);
+	auth_free(auth);
 	if (rc)
 		redisFree(rc);
 	store_free(db);

@@ -19,7 +19,7 @@
 #define T struct streamer_conf
 static const struct cfg_setting settings[] = {
 	{"streamer.bind", CFG_STR, "127.0.0.1",
-	 "Listen address; a non-loopback address requires auth (not yet available: refused)",
+	 "Listen address; a non-loopback address requires API keys (auth.keys_file)",
 	 offsetof(T, bind), 0, -1},
 	{"streamer.port", CFG_INT, "7071", "HTTP + WebSocket port (/stream, /, /healthz, /readyz, /metrics)",
 	 offsetof(T, port), 1, 65535},
@@ -130,13 +130,14 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&S.mu, NULL);
 	pthread_cond_init(&S.work, NULL);
 	pthread_cond_init(&S.drained, NULL);
-	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
-		goto out;
 	S.rconf = CFG_RS_CONF(S.cf);
 	if (setup_metrics(&S)) {
 		log_error("start: out of memory");
 		goto out;
 	}
+	if (daemon_load_auth(S.cf.auth_keys_file, CFG_AUTH_OPTS(&S.cf), S.m.reg, &S.auth) ||
+	    daemon_check_bind("streamer.bind", S.cf.bind, S.auth != NULL))
+		goto out;
 	raise_fd_limit(S.cf.max_clients + 64);
 
 	if (ws_start(&S, err, sizeof err)) {
@@ -162,6 +163,7 @@ stop:
 	if (code == 0)
 		log_info("stopped");
 out:
+	auth_free(S.auth);
 	met_registry_free(S.m.reg);
 	pthread_cond_destroy(&S.drained);
 	pthread_cond_destroy(&S.work);

@@ -97,6 +97,7 @@ struct streamer {
 	struct rs_conf rconf;
 	struct lws_context *lws;
 	int tls;                 /* listener speaks https/wss (set by ws_start) */
+	struct auth *auth;       /* API keys (NULL: none, loopback only); read-only */
 	atomic_int redis_ok;     /* reader connected and reading */
 	atomic_int stop;         /* threads must finish (set by source_stop) */
 

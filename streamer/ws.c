@@ -15,6 +15,13 @@
  * event has waited too long, is closed with code 4008 and counted; nothing
  * a slow client does can block the loop, because lws only calls us back
  * when its socket can take more.
+ *
+ * With API keys configured (S.auth), /stream needs the read role and the key
+ * comes as the subprotocol "agent-obs.key.<key>" offered beside
+ * "agent-obs-stream" (browsers cannot set an Authorization header on a
+ * WebSocket, and a query string ends up in access logs); an Authorization
+ * header is accepted too. /metrics needs read; /healthz, /readyz and the
+ * dashboard's files are open.
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,6 +34,7 @@
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
 
+#include "auth.h"
 #include "ev.h"
 #include "log.h"
 #include "met.h"
@@ -247,8 +255,9 @@ static int parse_args(struct lws *wsi, const struct streamer_conf *cf, struct st
 /* Build status line, headers and body into one buffer (after LWS_PRE).
  * *resp is malloc'd; *hlen is the header length. -1 on failure. */
 static int http_build(struct lws *wsi, unsigned status, const char *ctype, const char *body,
-                      size_t blen, unsigned char **resp, size_t *hlen)
+                      size_t blen, const struct auth_verdict *v, unsigned char **resp, size_t *hlen)
 {
+	char ra[24];
 	size_t cap = LWS_PRE + 1024 + blen;
 	unsigned char *buf = malloc(cap), *start, *p, *end;
 	if (!buf)
@@ -258,6 +267,12 @@ static int http_build(struct lws *wsi, unsigned status, const char *ctype, const
 	if (lws_add_http_common_headers(wsi, status, ctype, blen, &p, end) ||
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
 	                                 (const unsigned char *)"no-store", 8, &p, end) ||
+	    (v && v->status == 401 &&
+	     lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
+	                                 (const unsigned char *)"Bearer realm=\"agent-obs\"", 23, &p, end)) ||
+	    (v && v->retry_after_s > 0 &&
+	     lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)ra,
+	                                 snprintf(ra, sizeof ra, "%ld", v->retry_after_s), &p, end)) ||
 	    lws_finalize_http_header(wsi, &p, end)) {
 		free(buf);
 		return -1;
@@ -269,14 +284,15 @@ static int http_build(struct lws *wsi, unsigned status, const char *ctype, const
 }
 
 /* Reject an upgrade with a complete HTTP answer written at once. */
-static int upgrade_reject(struct lws *wsi, unsigned status, const char *field, const char *msg)
+static int upgrade_reject_v(struct lws *wsi, unsigned status, const char *field, const char *msg,
+                            const struct auth_verdict *v)
 {
 	char *body = error_json((int)status, field, msg);
 	unsigned char *resp = NULL;
 	size_t hlen;
 	int rc = -1;
 	met_inc(W.s->m.bad_requests, 1);
-	if (body && http_build(wsi, status, "application/json", body, strlen(body), &resp, &hlen) == 0 &&
+	if (body && http_build(wsi, status, "application/json", body, strlen(body), v, &resp, &hlen) == 0 &&
 	    lws_write(wsi, resp + LWS_PRE, hlen + strlen(body), LWS_WRITE_HTTP_HEADERS) >= 0)
 		rc = 1; /* answered: lws completes the transaction */
 	free(resp);
@@ -284,14 +300,68 @@ static int upgrade_reject(struct lws *wsi, unsigned status, const char *field, c
 	return rc;
 }
 
+static int upgrade_reject(struct lws *wsi, unsigned status, const char *field, const char *msg)
+{
+	return upgrade_reject_v(wsi, status, field, msg, NULL);
+}
+
+/* The first token of a Sec-WebSocket-Protocol list that starts with
+ * `prefix` (whole token when exact); NULL when none. *n gets its length. */
+static const char *proto_token(const char *list, const char *prefix, int exact, size_t *n)
+{
+	size_t pl = strlen(prefix);
+	for (const char *t = list; *t;) {
+		t += strspn(t, " \t,");
+		*n = strcspn(t, " \t,");
+		if (*n >= pl && strncmp(t, prefix, pl) == 0 && (!exact || *n == pl))
+			return t;
+		t += *n;
+	}
+	return NULL;
+}
+
+/* The key of an upgrade: the "agent-obs.key.<key>" subprotocol, else the
+ * Authorization header. Checked for `need`; 0 ok, -1 with *v. */
+static int check_key(struct lws *wsi, int need, int ws, struct auth_verdict *v)
+{
+	char hdr[1024], cred[1100];
+	const char *cr = NULL, *t;
+	size_t n;
+	int rc;
+	if (!W.s->auth)
+		return auth_check(NULL, NULL, need, v);
+	if (ws && lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) > 0 &&
+	    (t = proto_token(hdr, AUTH_WS_KEY_PREFIX, 0, &n))) {
+		const size_t pl = sizeof AUTH_WS_KEY_PREFIX - 1;
+		snprintf(cred, sizeof cred, "Bearer %.*s", (int)(n - pl), t + pl);
+		cr = cred;
+	}
+	if (!cr && lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
+		cr = hdr;
+	rc = auth_check(W.s->auth, cr, need, v);
+	explicit_bzero(hdr, sizeof hdr);
+	explicit_bzero(cred, sizeof cred);
+	return rc;
+}
+
 static int confirm_upgrade(struct lws *wsi)
 {
+	struct auth_verdict v;
 	char path[256], err[320];
 	const char *field;
 	struct stream_req req;
 
 	if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0 || strcmp(path, "/stream") != 0)
 		return upgrade_reject(wsi, 404, NULL, "WebSocket endpoint is /stream");
+	if (check_key(wsi, AUTH_READ, 1, &v))
+		return upgrade_reject_v(wsi, v.status, v.field, v.message, &v);
+	/* subprotocols offered without ours would end in a silent close */
+	char protos[1024];
+	size_t n;
+	if (lws_hdr_copy(wsi, protos, sizeof protos, WSI_TOKEN_PROTOCOL) > 0 &&
+	    !proto_token(protos, PROTO_WS, 1, &n))
+		return upgrade_reject(wsi, 400, "Sec-WebSocket-Protocol",
+		                      "offer the subprotocol \"" PROTO_WS "\" (beside agent-obs.key.<key>)");
 	if (W.closing)
 		return upgrade_reject(wsi, 503, NULL, "shutting down");
 	if ((long long)W.nclients >= W.s->cf.max_clients)
@@ -333,8 +403,13 @@ static int http_request(struct lws *wsi, struct http_req *h)
 	unsigned status = 200;
 	const char *ctype = "application/json", *body = NULL;
 	size_t blen, hlen;
+	struct auth_verdict v = {0};
+	int is_metrics = ulen == 8 && memcmp(uri, "/metrics", 8) == 0;
 
-	if (method != 0) { /* GET */
+	if (is_metrics && check_key(wsi, AUTH_READ, 0, &v)) {
+		status = v.status;
+		body = owned = error_json((int)v.status, v.field, v.message);
+	} else if (method != 0) { /* GET */
 		status = 405;
 		body = owned = error_json(405, NULL, "use GET");
 	} else if (ulen == 8 && memcmp(uri, "/healthz", 8) == 0) {
@@ -365,7 +440,11 @@ static int http_request(struct lws *wsi, struct http_req *h)
 		struct stream_req req;
 		const char *field;
 		char err[320];
-		if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
+		/* also the dashboard's probe: is my key good for the stream? */
+		if (check_key(wsi, AUTH_READ, 0, &v)) {
+			status = v.status;
+			body = owned = error_json((int)v.status, v.field, v.message);
+		} else if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err)) {
 			met_inc(W.s->m.bad_requests, 1);
 			status = 400;
 			body = owned = error_json(400, field, err);
@@ -383,7 +462,7 @@ static int http_request(struct lws *wsi, struct http_req *h)
 		return -1;
 	}
 	blen = strlen(body);
-	if (http_build(wsi, status, ctype, body, blen, &h->resp, &hlen)) {
+	if (http_build(wsi, status, ctype, body, blen, v.status ? &v : NULL, &h->resp, &hlen)) {
 		free(owned);
 		return -1;
 	}

@@ -118,12 +118,15 @@ def parse_close(payload):
     return 1005, ""
 
 
-def handshake(sock, host, port, path, protocol=None):
+def handshake(sock, host, port, path, protocol=None, headers=None):
+    """Returns (bytes after the 101 answer, its headers); raises HandshakeError."""
     key = base64.b64encode(os.urandom(16)).decode()
     req = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, host, port, key))
     if protocol:
         req += "Sec-WebSocket-Protocol: %s\r\n" % protocol
+    for k, v in (headers or {}).items():
+        req += "%s: %s\r\n" % (k, v)
     sock.sendall((req + "\r\n").encode())
     data = b""
     while b"\r\n\r\n" not in data:
@@ -146,12 +149,12 @@ def handshake(sock, host, port, path, protocol=None):
                 break
             rest += chunk
         raise HandshakeError(status, headers, rest)
-    return rest
+    return rest, headers
 
 
 class WS:
     def __init__(self, port, path="/stream", host="127.0.0.1", timeout=10, rcvbuf=None,
-                 protocol=None, ssl_context=None):
+                 protocol=None, ssl_context=None, headers=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # before connect, so that the window stays small
@@ -167,10 +170,11 @@ class WS:
                 raise
         self.reader = Reader()
         try:
-            rest = handshake(self.sock, host, port, path, protocol)
+            rest, hdrs = handshake(self.sock, host, port, path, protocol, headers)
         except Exception:
             self.sock.close()
             raise
+        self.protocol = hdrs.get("sec-websocket-protocol")  # the subprotocol the server chose
         self.pending = []
         self.closed = None
         self.pings = 0

@@ -4,6 +4,7 @@
 // origin (collector.cors_origin). Every API request goes through apiFetch(),
 // the one place that sets request headers (e.g. an API key).
 
+import { apiKey, KEY_STORE } from './stream'
 import type { AgentEvent } from './types'
 
 export interface Tokens {
@@ -95,7 +96,7 @@ export type Params = Record<string, string | number | boolean | null | undefined
 
 /** GET path?params from the history API and parse the JSON answer; throws
  * ApiError with the API's own message (or what went wrong on the way). */
-export async function apiFetch<T>(path: string, params: Params = {}): Promise<T> {
+export async function apiFetch<T>(path: string, params: Params = {}, asked = false): Promise<T> {
   const base = await apiBase()
   if (!base)
     throw new ApiError(0, 'the history API is not configured: set streamer.api_url (and collector.cors_origin on the collector)')
@@ -104,6 +105,9 @@ export async function apiFetch<T>(path: string, params: Params = {}): Promise<T>
   const qs = q.toString()
   const url = base + path + (qs ? '?' + qs : '')
   const headers: Record<string, string> = { Accept: 'application/json' }
+  const key = apiKey() // API keys configured: the read key the live view asked for
+  if (key)
+    headers.Authorization = `Bearer ${key}`
   let r: Response
   try {
     r = await fetch(url, { headers, mode: 'cors', credentials: 'omit', cache: 'no-store' })
@@ -116,6 +120,16 @@ export async function apiFetch<T>(path: string, params: Params = {}): Promise<T>
     body = await r.json()
   } catch {
     /* not JSON: reported below */
+  }
+  if ((r.status === 401 || r.status === 403) && !asked) {
+    // keys configured on the collector: ask once for a read key, then retry
+    const entered = window.prompt(r.status === 401
+      ? 'The history API needs an API key with the read role:'
+      : 'This API key lacks the read role. Enter another:')
+    if (entered && entered.trim()) {
+      localStorage.setItem(KEY_STORE, entered.trim())
+      return apiFetch<T>(path, params, true)
+    }
   }
   if (!r.ok) {
     const e = (body as { error?: { message?: string; field?: string } } | null)?.error

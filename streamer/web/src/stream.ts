@@ -2,10 +2,26 @@
 // (and backlog= the first time, since=<last stream id> after a drop, so the
 // view has no gap), change the filter on the open socket, reconnect with
 // backoff, and report status and lag.
+// API keys: when the streamer has keys configured, the key (kept in
+// localStorage under KEY_STORE) travels as the subprotocol
+// "agent-obs.key.<key>"; a connection refused before its hello makes us ask
+// GET /stream with the key whether it is the key, and prompt for one.
 
 import { reactive } from 'vue'
 import type { EventMsg, ServerMsg } from './types'
 import { sidCmp, sidMs } from './types'
+
+export const KEY_STORE = 'agent-obs.key'
+
+/** The stored API key ('' when none): for the WebSocket and for fetches
+ * (Authorization: Bearer). */
+export function apiKey(): string {
+  try {
+    return localStorage.getItem(KEY_STORE) ?? ''
+  } catch {
+    return ''
+  }
+}
 
 export type Phase = 'connecting' | 'replaying' | 'live' | 'reconnecting' | 'error'
 
@@ -40,6 +56,7 @@ export class Stream {
   private timer = 0
   private lags: number[] = []
   private closedByUs = false
+  private hello = false // the open connection got its hello
 
   constructor(private opts: StreamOptions) {}
 
@@ -86,8 +103,19 @@ export class Stream {
 
   private open() {
     this.state.phase = this.state.reconnects ? 'reconnecting' : 'connecting'
-    const ws = new WebSocket(this.url())
+    const key = apiKey()
+    let ws: WebSocket
+    try {
+      ws = key ? new WebSocket(this.url(), ['agent-obs-stream', 'agent-obs.key.' + key]) : new WebSocket(this.url())
+    } catch {
+      // a key with characters a subprotocol cannot carry
+      localStorage.removeItem(KEY_STORE)
+      this.state.detail = 'the stored API key is malformed'
+      this.timer = window.setTimeout(() => this.open(), this.retryMs)
+      return
+    }
     this.ws = ws
+    this.hello = false
     ws.onmessage = (m) => this.onMessage(m.data as string)
     ws.onclose = (e) => {
       if (this.ws !== ws) return
@@ -97,8 +125,36 @@ export class Stream {
       this.state.detail = why
       this.state.phase = 'reconnecting'
       this.state.reconnects++
-      this.timer = window.setTimeout(() => this.open(), this.retryMs)
-      this.retryMs = Math.min(this.retryMs * 2, 5000)
+      const retry = () => {
+        this.timer = window.setTimeout(() => this.open(), this.retryMs)
+        this.retryMs = Math.min(this.retryMs * 2, 5000)
+      }
+      if (this.hello) retry()
+      else this.checkKey().then(retry)
+    }
+  }
+
+  /** Refused before the hello: ask the streamer whether the key is the cause
+   * (browsers hide a refused upgrade's status) and prompt for a key. */
+  private async checkKey() {
+    const key = apiKey()
+    let status = 0
+    try {
+      const r = await fetch('/stream', { headers: key ? { Authorization: 'Bearer ' + key } : {} })
+      status = r.status
+    } catch {
+      return
+    }
+    if (status !== 401 && status !== 403) return
+    this.state.detail = status === 401 ? 'API key required' : 'this API key lacks the read role'
+    const entered = window.prompt(
+      status === 401
+        ? 'The streamer needs an API key with the read role:'
+        : 'This API key lacks the read role. Enter another:',
+    )
+    if (entered && entered.trim()) {
+      localStorage.setItem(KEY_STORE, entered.trim())
+      this.retryMs = 250
     }
   }
 
@@ -120,6 +176,7 @@ export class Stream {
           }
           break
         case 'hello':
+          this.hello = true
           this.state.filter = m.filter
           this.state.phase = m.replay === 'none' ? 'live' : 'replaying'
           this.retryMs = 250
