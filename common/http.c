@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 
 #include "auth.h"
 #include "met.h"
@@ -26,16 +27,16 @@ static char cors_origin[256]; /* "" = off */
 int http_url_origin(const char *url, char *origin, size_t len, const char **rest, char *err,
                     size_t errlen)
 {
-	const char *p = url, *host, *port = NULL;
-	size_t slen;
-	if (strncasecmp(p, "http://", 7) == 0)
-		slen = 4;
-	else if (strncasecmp(p, "https://", 8) == 0)
-		slen = 5;
-	else {
+	int rc = -1;
+	CURLU *u = NULL;
+	char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *query = NULL, *frag = NULL;
+	size_t slen = strncasecmp(url, "http://", 7) == 0 ? 4 : strncasecmp(url, "https://", 8) == 0 ? 5 : 0;
+	if (!slen) {
 		snprintf(err, errlen, "\"%s\" is not an http:// or https:// URL", url);
 		return -1;
 	}
+	/* Our policy on top of URL syntax: the origin ends up in a header and
+	 * in a Content-Security-Policy directive. */
 	for (const unsigned char *q = (const unsigned char *)url; *q; q++) {
 		if (*q <= 0x20 || *q >= 0x7f || *q == '"' || *q == '\'' || *q == ';' || *q == ',' ||
 		    *q == '\\') {
@@ -43,55 +44,57 @@ int http_url_origin(const char *url, char *origin, size_t len, const char **rest
 			return -1;
 		}
 	}
-	host = p = url + slen + 3;
-	if (*p == '[') { /* IPv6 literal */
-		p++;
-		while (isxdigit((unsigned char)*p) || *p == ':' || *p == '.')
-			p++;
-		if (*p != ']' || p == host + 1) {
-			snprintf(err, errlen, "\"%s\": bad IPv6 address", url);
-			return -1;
-		}
-		p++;
-	} else {
-		while (isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_')
-			p++;
-		if (p == host) {
-			snprintf(err, errlen, "\"%s\": no host", url);
-			return -1;
-		}
-	}
-	size_t hlen = (size_t)(p - host);
-	long pnum = 0;
-	if (*p == ':') {
-		port = ++p;
-		while (isdigit((unsigned char)*p) && pnum <= 65535)
-			pnum = pnum * 10 + (*p++ - '0');
-		if (p == port || pnum < 1 || pnum > 65535 || isdigit((unsigned char)*p)) {
-			snprintf(err, errlen, "\"%s\": bad port", url);
-			return -1;
-		}
-	}
-	if (*p && *p != '/') {
-		snprintf(err, errlen, "\"%s\": unexpected '%c' after the host (user info, query or fragment?)",
-		         url, *p);
+	u = curl_url();
+	if (!u) {
+		snprintf(err, errlen, "\"%s\": out of memory", url);
 		return -1;
 	}
-	if ((slen == 4 && pnum == 80) || (slen == 5 && pnum == 443))
-		port = NULL; /* browsers leave the default port out of Origin */
-	char pbuf[8] = "";
-	if (port)
-		snprintf(pbuf, sizeof pbuf, ":%ld", pnum);
-	int n = snprintf(origin, len, "%.*s://%.*s%s", (int)slen, url, (int)hlen, host, pbuf);
+	CURLUcode cu = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (cu) {
+		snprintf(err, errlen, "\"%s\": %s", url, curl_url_strerror(cu));
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		snprintf(err, errlen, "\"%s\": user info is not allowed in the URL", url);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+		snprintf(err, errlen, "\"%s\": a query or fragment is not allowed in the URL", url);
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) || curl_url_get(u, CURLUPART_HOST, &host, 0) ||
+	    !*host) {
+		snprintf(err, errlen, "\"%s\": no host", url);
+		goto out;
+	}
+	/* the default port is left out, as browsers do in Origin */
+	cu = curl_url_get(u, CURLUPART_PORT, &port, CURLU_NO_DEFAULT_PORT);
+	if (cu == CURLUE_OK && strtol(port, NULL, 10) < 1) {
+		snprintf(err, errlen, "\"%s\": bad port", url);
+		goto out;
+	}
+	int n = snprintf(origin, len, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
 	if (n < 0 || (size_t)n >= len) {
 		snprintf(err, errlen, "\"%s\": URL too long", url);
-		return -1;
+		goto out;
 	}
 	for (char *q = origin; *q; q++)
 		*q = (char)tolower((unsigned char)*q);
-	if (rest)
-		*rest = p;
-	return 0;
+	if (rest) { /* no user info, query or fragment: the path starts at the first '/' */
+		const char *p = strchr(url + slen + 3, '/');
+		*rest = p ? p : "";
+	}
+	rc = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(user);
+	curl_free(query);
+	curl_free(frag);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 int http_cors_set(const char *origin, char *err, size_t errlen)

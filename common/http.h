@@ -29,9 +29,10 @@ enum MHD_Result http_reply_options(struct MHD_Connection *c);
 
 /* The origin of an http:// or https:// URL, as a browser sends it in Origin:
  * lower-case scheme and host, the default port (80, 443) left out. *rest
- * (may be NULL) is what follows the origin: "" or "/...". Rejects user
- * info, a missing host, a bad port and characters outside printable ASCII,
- * spaces, quotes, ';' and ','. 0, or -1 with err. */
+ * (may be NULL) is what follows the origin: "" or "/...". Parsed by
+ * libcurl's URL API; rejects user info, a query or fragment, a missing host,
+ * a bad port and characters outside printable ASCII, spaces, quotes, ';' and
+ * ','. 0, or -1 with err. */
 int http_url_origin(const char *url, char *origin, size_t len, const char **rest, char *err,
                     size_t errlen);
 
