@@ -23,6 +23,9 @@ struct collector_conf {
 	long long max_body_bytes;
 	long long max_event_bytes;
 	long long max_depth;
+	long long max_string_bytes;
+	long long max_fields;
+	long long max_array;
 	long long max_events_per_request;
 	long long max_backlog;
 	char *backlog_group;
@@ -33,6 +36,7 @@ struct collector_conf {
 	long long api_statement_timeout_ms;
 	long long api_max_range_days;
 	char *transcript_stream;
+	char *redaction_file;
 	CFG_FIELDS_COMMON;
 };
 
@@ -79,6 +83,8 @@ int writer_ready(void *ud, char *why, size_t whylen);
 void writer_stop(void); /* finishes queued jobs, then joins */
 
 /* ---- server.c ---- */
+/* The event limits of collector.max_* (every ingest route uses them). */
+struct ev_limits collector_limits(const struct collector_conf *cf);
 int server_start(const struct collector_conf *cf, struct met_registry *reg, char *err,
                  size_t errlen);
 void server_quiesce(void);
