@@ -149,6 +149,13 @@ BAD = [
     ("status bad", b'{"event_type": "Stop", "status": "no way"}', "application/json", 400, "status", "letters"),
     ("too deep", ('{"event_type": "Stop", "payload": ' + '{"a":' * 40 + '1' + '}' * 40 + '}').encode(),
      "application/json", 400, "payload", "nesting"),
+    ("string too long", ('{"event_type": "Stop", "payload": {"out": "' + "x" * 200000 + '"}}').encode(),
+     "application/json", 413, "payload.out", "more than the 196608-byte limit"),
+    ("too many fields", ('{"event_type": "Stop", "payload": {"env": {' +
+                         ",".join('"k%d": 1' % i for i in range(1001)) + '}}}').encode(),
+     "application/json", 413, "payload.env", "1001 fields, more than the 1000-field limit"),
+    ("array too long", ('{"event_type": "Stop", "payload": {"files": [' + ",".join(["0"] * 10001) + ']}}').encode(),
+     "application/json", 413, "payload.files", "10001 elements, more than the 10000-element limit"),
     ("empty body", b'', "application/json", 400, "", "empty"),
     ("empty array", b'[]', "application/json", 400, "", "no events"),
     ("wrong content type", b'{"event_type": "Stop"}', "application/x-www-form-urlencoded", 415, "Content-Type", "application/json"),
