@@ -85,10 +85,8 @@ static void redact_one(cJSON *ev)
 	cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
 	cJSON *prev = cJSON_GetObjectItemCaseSensitive(payload, "redacted");
 	double total = n + (cJSON_IsNumber(prev) && prev->valuedouble > 0 ? prev->valuedouble : 0);
-	if (prev)
-		cJSON_SetNumberValue(prev, total);
-	else
-		cJSON_AddNumberToObject(payload, "redacted", total);
+	cJSON_DeleteItemFromObjectCaseSensitive(payload, "redacted");
+	cJSON_AddNumberToObject(payload, "redacted", total);
 }
 
 /* Normalise and redact one element; on failure append {"index":i,"field":..,"message":..}. */

@@ -100,6 +100,42 @@ static int ends_with(const char *w, const char *suf)
 	return a >= b && strcmp(w + a - b, suf) == 0;
 }
 
+/* A cheap first look (one pass, no copies): every name ident_is_secret or
+ * redact_key_is_secret accepts contains one of these words. Most keys
+ * (session_id, command, file_path ...) stop here. */
+static int maybe_secret_name(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (s[i] | 0x20) {
+		case 'p':
+			if (starts_ci(s, n, i, "pass") || starts_ci(s, n, i, "pwd"))
+				return 1;
+			break;
+		case 's':
+			if (starts_ci(s, n, i, "secret"))
+				return 1;
+			break;
+		case 't':
+			if (starts_ci(s, n, i, "token"))
+				return 1;
+			break;
+		case 'k':
+			if (starts_ci(s, n, i, "key"))
+				return 1;
+			break;
+		case 'c':
+			if (starts_ci(s, n, i, "credential") || starts_ci(s, n, i, "cookie"))
+				return 1;
+			break;
+		case 'a':
+			if (starts_ci(s, n, i, "authorization"))
+				return 1;
+			break;
+		}
+	}
+	return 0;
+}
+
 /* Split an identifier into lower-case segments at _ . - and camelCase
  * boundaries; then decide whether it names a secret. */
 static int ident_is_secret(const char *id, size_t len, int *aws)
@@ -121,7 +157,7 @@ static int ident_is_secret(const char *id, size_t len, int *aws)
 	char seg[16][32];
 	int nseg = 0, allcaps = 1, any_alpha = 0;
 	size_t k = 0;
-	if (len == 0 || len > 96)
+	if (len == 0 || len > 96 || !maybe_secret_name(id, len))
 		return 0;
 	for (size_t i = 0; i <= len && nseg < 16; i++) {
 		unsigned char c = i < len ? (unsigned char)id[i] : 0;
@@ -169,12 +205,13 @@ static int ident_is_secret(const char *id, size_t len, int *aws)
 
 int redact_key_is_secret(const char *key)
 {
-	if (!key)
+	size_t n = key ? strlen(key) : 0;
+	if (!maybe_secret_name(key, n))
 		return 0;
 	if (strcasecmp(key, "authorization") == 0 || strcasecmp(key, "proxy-authorization") == 0 ||
 	    strcasecmp(key, "cookie") == 0 || strcasecmp(key, "set-cookie") == 0)
 		return 1;
-	return ident_is_secret(key, strlen(key), NULL);
+	return ident_is_secret(key, n, NULL);
 }
 
 /* ---------- detectors ---------- */
@@ -790,6 +827,8 @@ char *redact_buf(const char *s, size_t n, size_t *outlen, int *count)
 
 static int is_envelope(const char *k)
 {
+	if (!strchr("ietrs", k[0]))
+		return 0;
 	return !strcmp(k, "id") || !strcmp(k, "event_type") || !strcmp(k, "timestamp") ||
 	       !strcmp(k, "received_at") || !strcmp(k, "status");
 }
