@@ -799,12 +799,23 @@ static char *scan_pattern(const struct redact_conf *rc, size_t pi, const char *s
 	return finish(&o, s + last, n - last, outlen);
 }
 
-char *redact_buf(const char *s, size_t n, size_t *outlen, int *count)
+/* `terminated`: s[n] is a NUL the regex pass may rely on (cJSON strings);
+ * otherwise a configured pattern first gets a terminated copy (regexec and
+ * sanitizers read up to the NUL whatever REG_STARTEND says). */
+static char *redact_text(const char *s, size_t n, int terminated, size_t *outlen, int *count)
 {
 	const struct redact_conf *rc = active;
 	int found = 0;
 	size_t len = 0;
-	char *r = scan(rc, s, n, &len, &found);
+	char *r = scan(rc, s, n, &len, &found), *copy = NULL;
+	if (rc && rc->npat && !r && !terminated) {
+		copy = malloc(n + 1);
+		if (!copy)
+			return NULL;
+		memcpy(copy, s, n);
+		copy[n] = 0;
+		s = copy;
+	}
 	for (size_t pi = 0; rc && pi < rc->npat; pi++) {
 		size_t l2;
 		char *r2 = scan_pattern(rc, pi, r ? r : s, r ? len : n, &l2, &found);
@@ -814,6 +825,7 @@ char *redact_buf(const char *s, size_t n, size_t *outlen, int *count)
 			len = l2;
 		}
 	}
+	free(copy);
 	if (!r)
 		return NULL;
 	if (count)
@@ -821,6 +833,11 @@ char *redact_buf(const char *s, size_t n, size_t *outlen, int *count)
 	if (outlen)
 		*outlen = len;
 	return r;
+}
+
+char *redact_buf(const char *s, size_t n, size_t *outlen, int *count)
+{
+	return redact_text(s, n, 0, outlen, count);
 }
 
 /* ---------- cJSON walk ---------- */
@@ -853,7 +870,7 @@ static int walk(cJSON *node, int depth, int skip_envelope)
 				continue;
 			}
 			size_t len;
-			char *r = redact_buf(it->valuestring, strlen(it->valuestring), &len, &n);
+			char *r = redact_text(it->valuestring, strlen(it->valuestring), 1, &len, &n);
 			if (r) {
 				cJSON_SetValuestring(it, r);
 				free(r);
@@ -872,7 +889,7 @@ int redact_json(cJSON *node)
 	if (cJSON_IsString(node) && node->valuestring) {
 		int n = 0;
 		size_t len;
-		char *r = redact_buf(node->valuestring, strlen(node->valuestring), &len, &n);
+		char *r = redact_text(node->valuestring, strlen(node->valuestring), 1, &len, &n);
 		if (r) {
 			cJSON_SetValuestring(node, r);
 			free(r);
