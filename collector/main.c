@@ -71,11 +71,12 @@ static struct redact_conf redaction;
 static int load_redaction(const struct collector_conf *cf)
 {
 	char err[512], n[16];
-	int r = 1;
-	if (cf->redaction_file && cf->redaction_file[0])
-		r = redact_conf_load(cf->redaction_file, &redaction, err, sizeof err);
-	else
+	if (!cf->redaction_file || !cf->redaction_file[0]) {
 		redact_conf_init(&redaction);
+		log_info("redaction: built-in defaults (collector.redaction_file is empty)");
+		return 0;
+	}
+	int r = redact_conf_load(cf->redaction_file, &redaction, err, sizeof err);
 	if (r < 0) {
 		log_kv(LOG_ERROR, "start failed: bad redaction settings", "error", err, NULL);
 		return -1;
