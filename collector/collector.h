@@ -24,6 +24,9 @@ struct collector_conf {
 	long long max_body_bytes;
 	long long max_event_bytes;
 	long long max_depth;
+	long long max_string_bytes;
+	long long max_fields;
+	long long max_array;
 	long long max_events_per_request;
 	long long max_backlog;
 	char *backlog_group;
@@ -36,6 +39,7 @@ struct collector_conf {
 	long long api_max_range_days;
 	char *cors_origin;
 	char *transcript_stream;
+	char *redaction_file;
 	CFG_FIELDS_COMMON;
 };
 
@@ -83,6 +87,8 @@ void writer_stop(void); /* finishes queued jobs, then joins */
 
 /* ---- server.c ---- */
 struct auth;
+/* The event limits of collector.max_* (every ingest route uses them). */
+struct ev_limits collector_limits(const struct collector_conf *cf);
 /* auth: the API keys (NULL: none, every route open). */
 int server_start(const struct collector_conf *cf, struct met_registry *reg, struct auth *auth,
                  char *err, size_t errlen);

@@ -119,19 +119,11 @@ static enum MHD_Result unavailable(struct MHD_Connection *c, const struct collec
 
 /* ---------- events ---------- */
 
-static struct ev_limits limits_of(const struct collector_conf *cf)
-{
-	struct ev_limits l = ev_default_limits;
-	l.max_event_bytes = (size_t)cf->max_event_bytes;
-	l.max_depth = (int)cf->max_depth;
-	return l;
-}
-
 /* Finish and normalise events (consumed) into r->events. Returns the
  * number refused. */
 static size_t add_events(struct hreq *r, cJSON **evs, size_t n, const struct collector_conf *cf)
 {
-	struct ev_limits lim = limits_of(cf);
+	struct ev_limits lim = collector_limits(cf);
 	struct ingest_result *out = &r->events;
 	size_t refused = 0;
 	int64_t now = ev_now_ms();

@@ -1,12 +1,15 @@
 /* ingest.c -- turns a request body (one JSON object, a JSON array, or NDJSON)
  * into serialised canonical events, or an error body naming each invalid
  * event by index. All-or-nothing: one invalid event refuses the request.
- * Pure function of its input; runs on libmicrohttpd's worker threads. */
+ * Secrets are redacted after validation (common/redact.c, the collector's
+ * installed configuration). Pure function of its input and that
+ * configuration; runs on libmicrohttpd's worker threads. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "collector.h"
 #include "http.h"
+#include "redact.h"
 
 #define MAX_REPORTED_ERRORS 50
 
@@ -72,7 +75,21 @@ static int add_event(struct ingest_result *r, size_t cap, char *data, size_t len
 	return 0;
 }
 
-/* Normalise one element; on failure append {"index":i,"field":..,"message":..}. */
+/* Secrets out of a normalised event, before it is serialised for Redis;
+ * payload.redacted counts them (added to a count agent-hook already made). */
+static void redact_one(cJSON *ev)
+{
+	int n = redact_event(ev);
+	if (!n)
+		return;
+	cJSON *payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
+	cJSON *prev = cJSON_GetObjectItemCaseSensitive(payload, "redacted");
+	double total = n + (cJSON_IsNumber(prev) && prev->valuedouble > 0 ? prev->valuedouble : 0);
+	cJSON_DeleteItemFromObjectCaseSensitive(payload, "redacted");
+	cJSON_AddNumberToObject(payload, "redacted", total);
+}
+
+/* Normalise and redact one element; on failure append {"index":i,"field":..,"message":..}. */
 static int one(struct ingest_result *r, size_t cap, cJSON *ev, size_t index, int64_t now_ms,
                const struct ev_limits *lim, cJSON *errors, int *worst)
 {
@@ -84,7 +101,7 @@ static int one(struct ingest_result *r, size_t cap, cJSON *ev, size_t index, int
 	const cJSON *cid = cJSON_GetObjectItemCaseSensitive(ev, "id");
 	const cJSON *cts = cJSON_GetObjectItemCaseSensitive(ev, "timestamp");
 	int probe = cid && !cJSON_IsNull(cid) && (!cts || cJSON_IsNull(cts));
-	if (ev_normalise_print(ev, now_ms, lim, &s, &n, &e)) {
+	if (ev_normalise(ev, now_ms, lim, &e) || (redact_one(ev), ev_print(ev, lim, &s, &n, &e))) {
 		if (cJSON_GetArraySize(errors) < MAX_REPORTED_ERRORS) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddNumberToObject(o, "index", (double)index);

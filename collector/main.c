@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "mask.h"
+#include "redact.h"
 #include "sig.h"
 
 #define T struct collector_conf
@@ -39,6 +40,13 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, max_event_bytes), 256, 16777216},
 	{"collector.max_depth", CFG_INT, "32", "Deepest JSON nesting inside an event",
 	 offsetof(T, max_depth), 2, 512},
+	{"collector.max_string_bytes", CFG_INT, "196608",
+	 "Longest string (or field name) inside an event (413 above)", offsetof(T, max_string_bytes), 64,
+	 16777216},
+	{"collector.max_fields", CFG_INT, "1000", "Most fields (members) of any one object in an event (413 above)",
+	 offsetof(T, max_fields), 1, 1000000},
+	{"collector.max_array", CFG_INT, "10000", "Most elements of any one array in an event (413 above)",
+	 offsetof(T, max_array), 1, 10000000},
 	{"collector.max_events_per_request", CFG_INT, "10000", "Most events in one bulk request",
 	 offsetof(T, max_events_per_request), 1, 1000000},
 	{"collector.max_backlog", CFG_INT, "2000000",
@@ -70,10 +78,39 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, cors_origin), 0, -1},
 	{"collector.transcript_stream", CFG_STR, "agent_transcripts",
 	 "Stream that POST /transcripts appends to", offsetof(T, transcript_stream), 0, -1},
+	{"collector.redaction_file", CFG_STR, "config/redaction.yaml",
+	 "Secret redaction settings (kinds, e-mail, extra patterns); missing file: built-in defaults",
+	 offsetof(T, redaction_file), 0, -1},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+/* Secret redaction, the same for every ingest route: config/redaction.yaml
+ * (a missing file means the built-in defaults; a bad one stops the start). */
+static struct redact_conf redaction;
+
+static int load_redaction(const struct collector_conf *cf)
+{
+	char err[512], n[16];
+	if (!cf->redaction_file || !cf->redaction_file[0]) {
+		redact_conf_init(&redaction);
+		log_info("redaction: built-in defaults (collector.redaction_file is empty)");
+		return 0;
+	}
+	int r = redact_conf_load(cf->redaction_file, &redaction, err, sizeof err);
+	if (r < 0) {
+		log_kv(LOG_ERROR, "start failed: bad redaction settings", "error", err, NULL);
+		return -1;
+	}
+	snprintf(n, sizeof n, "%zu", redaction.npat);
+	if (r == 1)
+		log_kv(LOG_WARN, "redaction file not found: built-in defaults", "file", cf->redaction_file, NULL);
+	else
+		log_kv(LOG_INFO, "redaction settings loaded", "file", cf->redaction_file, "patterns", n, "email",
+		       redaction.on[RK_EMAIL] ? "on" : "off", NULL);
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -100,6 +137,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	arena_install_cjson_hooks();
+	if (load_redaction(&cf))
+		goto out;
+	redact_conf_metrics(&redaction,
+	                    met_counter(reg, "agent_obs_redactions_total",
+	                                "Secrets replaced by [REDACTED:<kind>] before events reach Redis, by kind",
+	                                "kind"));
+	redact_use(&redaction);
 	if (api_start(&cf, reg, err, sizeof err) || server_start(&cf, reg, auth, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", reg ? err : "out of memory", NULL);
 		api_stop();
@@ -122,6 +166,8 @@ int main(int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
+	redact_use(NULL);
+	redact_conf_clear(&redaction);
 	auth_free(auth);
 	met_registry_free(reg);
 	cfg_free(settings, N_SETTINGS, &cf);

@@ -428,6 +428,17 @@ int server_tls_enabled(void)
 	return tls_cert_pem != NULL;
 }
 
+struct ev_limits collector_limits(const struct collector_conf *cf)
+{
+	struct ev_limits l = ev_default_limits;
+	l.max_event_bytes = (size_t)cf->max_event_bytes;
+	l.max_depth = (int)cf->max_depth;
+	l.max_string = (size_t)cf->max_string_bytes;
+	l.max_members = (size_t)cf->max_fields;
+	l.max_array = (size_t)cf->max_array;
+	return l;
+}
+
 int server_start(const struct collector_conf *cf, struct met_registry *r, struct auth *a,
                  char *err, size_t errlen)
 {
@@ -438,9 +449,7 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, struct
 		return -1;
 	reg = r;
 	auth = a;
-	limits = ev_default_limits;
-	limits.max_event_bytes = (size_t)cf->max_event_bytes;
-	limits.max_depth = (int)cf->max_depth;
+	limits = collector_limits(cf);
 
 	m_requests = met_counter(reg, "agent_obs_http_requests_total",
 	                         "HTTP requests by route and status code", "route,code");

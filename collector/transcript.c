@@ -6,7 +6,9 @@
  *       "messages": [{"uuid"?, "role", "text"?, "model"?, "tokens"?, "timestamp"?}]}
  * Out: the same shape with every message carrying uuid and an ISO-8601 UTC
  *      timestamp, tokens under canonical names, unknown fields dropped, and
- *      "received_at" added. */
+ *      "received_at" added. Secrets in the free-text fields (session_id,
+ *      agent_id, transcript_path; each message's text and model) are
+ *      redacted first, so the derived message ids never hash a secret. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 
 #include "api.h"
 #include "ev.h"
+#include "redact.h"
 
 const struct transcript_limits transcript_default_limits = {
 	.max_messages = 2000,
@@ -201,6 +204,24 @@ static int one_message(const cJSON *m, size_t index, const char *agent_id, int64
 	return 0;
 }
 
+/* Redact the client's tree in place: the fields that carry free text, not
+ * the ids, roles, timestamps and counts. */
+static void redact_free_text(cJSON *root)
+{
+	static const char *const top[] = {"session_id", "agent_id", "transcript_path"};
+	if (!cJSON_IsObject(root))
+		return;
+	for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+		redact_json(cJSON_GetObjectItemCaseSensitive(root, top[i]));
+	cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+	for (cJSON *m = cJSON_IsArray(msgs) ? msgs->child : NULL; m; m = m->next) {
+		if (!cJSON_IsObject(m))
+			continue;
+		redact_json(cJSON_GetObjectItemCaseSensitive(m, "text"));
+		redact_json(cJSON_GetObjectItemCaseSensitive(m, "model"));
+	}
+}
+
 int transcript_normalise(const char *body, size_t len, int64_t now_ms,
                          const struct transcript_limits *lim, char **out, size_t *outlen,
                          size_t *n_messages, struct api_error *err)
@@ -237,6 +258,7 @@ int transcript_normalise(const char *body, size_t len, int64_t now_ms,
 		fail(err, 400, "", "body must be one JSON object {session_id, agent_id, messages: [...]}");
 		goto out;
 	}
+	redact_free_text(root);
 	if (opt_string(root, "session_id", 256, 1, &session_id, "session_id", err) ||
 	    opt_string(root, "agent_id", 256, 0, &agent_id, "agent_id", err) ||
 	    opt_string(root, "transcript_path", 4096, 0, &path, "transcript_path", err))

@@ -527,6 +527,33 @@ static int load_secret_files(const struct cfg_setting *table, size_t n, void *ds
 	return 0;
 }
 
+int cfg_yaml_load(const char *path, yaml_document_t *doc, char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		if (errno == ENOENT)
+			return 1;
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(f);
+		seterr(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	int rc = 0;
+	if (!yaml_parser_load(&parser, doc)) {
+		seterr(err, errlen, "%s:%lu: %s", path, (unsigned long)parser.problem_mark.line + 1,
+		       parser.problem ? parser.problem : "YAML syntax error");
+		rc = -1;
+	}
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
 int cfg_load(const struct cfg_setting *table, size_t n, void *dst, const char *yaml_path,
              const char *own_prefix, char *err, size_t errlen)
 {

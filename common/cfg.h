@@ -44,6 +44,13 @@ int cfg_load(const struct cfg_setting *table, size_t n, void *dst,
 
 void cfg_free(const struct cfg_setting *table, size_t n, void *dst);
 
+/* Parse a whole YAML file with libyaml's document API, for files that are
+ * not settings tables (prices, redaction patterns). Returns 0 (the caller
+ * yaml_document_delete()s *doc), 1 when the file does not exist, or -1 with
+ * err ("path:line: problem"). */
+struct yaml_document_s;
+int cfg_yaml_load(const char *path, struct yaml_document_s *doc, char *err, size_t errlen);
+
 /* "redis.port" -> "OBS_REDIS_PORT" (always NUL-terminated, truncated). */
 void cfg_env_name(const char *key, char *buf, size_t len);
 

@@ -326,15 +326,18 @@ static void prepend_step(struct ev_error *err, const cJSON *parent, const cJSON 
 	err->field[ls + lf] = '\0';
 }
 
-/* Walks the tree once; the error path is built only when something fails. */
+/* Walks the tree once; the error path is built only when something fails.
+ * Sizes and counts over a limit are 413, structure (nesting, numbers) 400. */
 static int check_tree(const cJSON *node, int depth, const struct ev_limits *lim,
                       struct ev_error *err)
 {
 	if (depth > lim->max_depth)
 		return fail(err, 400, "", "nesting deeper than %d levels", lim->max_depth);
 	if (cJSON_IsString(node)) {
-		if (strlen(node->valuestring) > lim->max_string)
-			return fail(err, 400, "", "string longer than %zu bytes", lim->max_string);
+		size_t n = strlen(node->valuestring);
+		if (n > lim->max_string)
+			return fail(err, 413, "", "string is %zu bytes, more than the %zu-byte limit", n,
+			            lim->max_string);
 		return 0;
 	}
 	if (cJSON_IsNumber(node)) {
@@ -348,11 +351,14 @@ static int check_tree(const cJSON *node, int depth, const struct ev_limits *lim,
 	size_t count = 0;
 	for (const cJSON *c = node->child; c; c = c->next, count++) {
 		if (is_obj && count >= lim->max_members)
-			return fail(err, 400, "", "object has more than %zu fields", lim->max_members);
+			return fail(err, 413, "", "object has %d fields, more than the %zu-field limit",
+			            cJSON_GetArraySize(node), lim->max_members);
 		if (!is_obj && count >= lim->max_array)
-			return fail(err, 400, "", "array has more than %zu elements", lim->max_array);
+			return fail(err, 413, "", "array has %d elements, more than the %zu-element limit",
+			            cJSON_GetArraySize(node), lim->max_array);
 		if (is_obj && c->string && strlen(c->string) > lim->max_string)
-			return fail(err, 400, "", "field name longer than %zu bytes", lim->max_string);
+			return fail(err, 413, "", "a field name is %zu bytes, more than the %zu-byte limit",
+			            strlen(c->string), lim->max_string);
 		if (c->child || cJSON_IsString(c) || cJSON_IsNumber(c)) {
 			if (check_tree(c, depth + 1, lim, err)) {
 				prepend_step(err, node, c, count);
@@ -601,11 +607,9 @@ int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
 	return 0;
 }
 
-int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
-                       char **out, size_t *len, struct ev_error *err)
+int ev_print(const cJSON *obj, const struct ev_limits *lim, char **out, size_t *len,
+             struct ev_error *err)
 {
-	if (ev_normalise(obj, now_ms, lim, err))
-		return -1;
 	char *s = cJSON_PrintUnformatted(obj);
 	if (!s)
 		return fail(err, 500, "", "out of memory serialising event");
@@ -618,6 +622,14 @@ int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
 	*out = s;
 	*len = n;
 	return 0;
+}
+
+int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
+                       char **out, size_t *len, struct ev_error *err)
+{
+	if (ev_normalise(obj, now_ms, lim, err))
+		return -1;
+	return ev_print(obj, lim, out, len, err);
 }
 
 /* ---------- typed row for storage ---------- */

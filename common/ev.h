@@ -18,8 +18,9 @@ struct ev_limits {
 };
 extern const struct ev_limits ev_default_limits;
 
-/* What is wrong with an event: HTTP status (400/413), the field (dotted
- * path, "" for the whole event) and the problem. */
+/* What is wrong with an event: HTTP status (400 malformed, 413 over a size
+ * or count limit), the field (dotted path such as "payload.files[3]", ""
+ * for the whole event) and the problem, naming the limit. */
 struct ev_error {
 	int status;
 	char field[96];
@@ -35,8 +36,12 @@ struct ev_error {
 int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
                  struct ev_error *err);
 
-/* Validate and normalise, then serialise (unformatted) into *out (malloc'd).
- * Enforces lim->max_event_bytes (413). */
+/* Serialise (unformatted) into *out (cJSON allocator), enforcing
+ * lim->max_event_bytes (413). */
+int ev_print(const cJSON *obj, const struct ev_limits *lim, char **out, size_t *len,
+             struct ev_error *err);
+
+/* Validate and normalise, then ev_print. */
 int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
                        char **out, size_t *len, struct ev_error *err);
 

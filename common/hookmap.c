@@ -337,7 +337,7 @@ static void drop_large(cJSON *ev, size_t min)
 
 char *hook_finish(cJSON *ev, size_t max_string, size_t max_event_bytes, size_t *len)
 {
-	int n = redact_json(ev);
+	int n = redact_event(ev);
 	if (n)
 		set_flag(ev, "redacted", cJSON_CreateNumber(n));
 	struct fin f = {max_string ? max_string : 16384, 0};

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "cfg.h"
 #include "history.h"
 
 const char *const price_kinds[PRICE_KINDS] = {"input", "output", "cache_read", "cache_creation"};
@@ -75,26 +76,12 @@ static int load_model(yaml_document_t *doc, const char *path, const yaml_node_t 
 
 int prices_load(const char *path, struct prices *out, char *err, size_t errlen)
 {
-	yaml_parser_t parser;
 	yaml_document_t doc;
-	int rc = -1;
 	memset(out, 0, sizeof *out);
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		if (errno == ENOENT)
-			return 1;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%lu: %s", path, (unsigned long)parser.problem_mark.line + 1,
-		         parser.problem ? parser.problem : "YAML syntax error");
-		yaml_parser_delete(&parser);
-		fclose(f);
-		return -1;
-	}
+	int rc = cfg_yaml_load(path, &doc, err, errlen);
+	if (rc)
+		return rc;
+	rc = -1;
 	yaml_node_t *root = yaml_document_get_root_node(&doc), *models = NULL;
 	if (!root) { /* empty file */
 		rc = 0;
@@ -138,8 +125,6 @@ out:
 	if (rc)
 		prices_free(out);
 	yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
-	fclose(f);
 	return rc;
 }
 

@@ -8,6 +8,7 @@ everything on this machine. Prints numbers; asserts nothing but zero loss.
      every accepted event (events/s = accepted / time to last row)
   4. emit->stored latency at 1,000 events/s: paced single events stamped with
      the send time; percentiles of created_at - ts from PostgreSQL
+BENCH_ONLY=ingest runs parts 1 and 2 only (quick before/after comparisons).
 """
 import json
 import os
@@ -23,6 +24,7 @@ from harness import KeepAlive, Stack, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DUR = int(os.environ.get("BENCH_SECONDS", "10"))
+ONLY_INGEST = os.environ.get("BENCH_ONLY", "") == "ingest"
 
 
 def wrk(script, conns, seconds, port):
@@ -70,56 +72,62 @@ def pace(st, rate, seconds, session):
         t.join()
 
 
+def measure(st, results):
+    st.start_redis()
+    st.start_pg()
+    st.start("processor")
+    st.start("collector")
+
+    rps, bad, lat = wrk("post_single.lua", 32, DUR, st.collector_port)
+    results.append(("single-event ingest (32 keep-alive conns)", "%.0f requests/s" % rps,
+                    "avg latency %s, non-2xx %d" % (lat, bad)))
+    record("core", "single", "single-event ingest, 32 keep-alive connections", round(rps), "events/s",
+           target=40000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
+           peer="redis_xadd_single")
+    drain(st)
+
+    rps, bad, lat = wrk("post_bulk.lua", 4, DUR, st.collector_port)
+    results.append(("bulk ingest (1,000 events/request, 4 conns)", "%.0f events/s" % (rps * 1000),
+                    "avg latency %s, non-2xx %d" % (lat, bad)))
+    record("core", "bulk", "bulk ingest, 1,000 events/request, 4 connections", round(rps * 1000), "events/s",
+           target=200000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
+           peer="redis_xadd_pipelined")
+    drain(st)
+    if ONLY_INGEST:
+        return
+
+    start_rows, t0 = rows(st), time.time()
+    rps, bad, _ = wrk("post_bulk.lua", 2, 20, st.collector_port)
+    want = drain(st)
+    el = time.time() - t0
+    got = rows(st)
+    results.append(("sustained end-to-end into PostgreSQL", "%.0f events/s" % ((got - start_rows) / el),
+                    "%d events in %.1f s; accepted %d, stored %d, lost %d" %
+                    (got - start_rows, el, want, got, max(0, want - got))))
+    record("core", "e2e", "sustained end-to-end into PostgreSQL, zero loss", round((got - start_rows) / el),
+           "events/s", target=40000, better="higher", peer="pg_copy",
+           note="accepted %d, stored %d, lost %d" % (want, got, max(0, want - got)))
+
+    pace(st, 1000, DUR, "bench-latency")
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='bench-latency'")) >= 1000 * DUR,
+             60, what="latency events")
+    p = st.sql("""SELECT percentile_cont(ARRAY[0.5,0.95,0.99]) WITHIN GROUP
+                  (ORDER BY extract(epoch FROM created_at - ts) * 1000)
+                  FROM agent_events WHERE session_id = 'bench-latency'""")[0][0]
+    p50, p95, p99 = [float(x) for x in p.strip("{}").split(",")]
+    results.append(("emit->stored latency at 1,000 events/s", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms" % (p50, p95, p99),
+                    "%d events" % (1000 * DUR)))
+    for q, v in (("p50", p50), ("p95", p95), ("p99", p99)):
+        record("core", "stored_" + q, "emit -> stored latency %s at 1,000 events/s" % q, round(v, 1), "ms",
+               target=15 if q == "p95" else None, better="lower" if q == "p95" else None)
+
+
 def main():
     os.environ["PG_FSYNC"] = "on"
     st = Stack("bench")
     results = []
     try:
-        st.start_redis()
-        st.start_pg()
-        st.start("processor")
-        st.start("collector")
-
-        rps, bad, lat = wrk("post_single.lua", 32, DUR, st.collector_port)
-        results.append(("single-event ingest (32 keep-alive conns)", "%.0f requests/s" % rps,
-                        "avg latency %s, non-2xx %d" % (lat, bad)))
-        record("core", "single", "single-event ingest, 32 keep-alive connections", round(rps), "events/s",
-               target=40000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
-               peer="redis_xadd_single")
-        drain(st)
-
-        rps, bad, lat = wrk("post_bulk.lua", 4, DUR, st.collector_port)
-        results.append(("bulk ingest (1,000 events/request, 4 conns)", "%.0f events/s" % (rps * 1000),
-                        "avg latency %s, non-2xx %d" % (lat, bad)))
-        record("core", "bulk", "bulk ingest, 1,000 events/request, 4 connections", round(rps * 1000), "events/s",
-               target=200000, better="higher", note="avg latency %s, non-2xx %d" % (lat, bad),
-               peer="redis_xadd_pipelined")
-        drain(st)
-
-        start_rows, t0 = rows(st), time.time()
-        rps, bad, _ = wrk("post_bulk.lua", 2, 20, st.collector_port)
-        want = drain(st)
-        el = time.time() - t0
-        got = rows(st)
-        results.append(("sustained end-to-end into PostgreSQL", "%.0f events/s" % ((got - start_rows) / el),
-                        "%d events in %.1f s; accepted %d, stored %d, lost %d" %
-                        (got - start_rows, el, want, got, max(0, want - got))))
-        record("core", "e2e", "sustained end-to-end into PostgreSQL, zero loss", round((got - start_rows) / el),
-               "events/s", target=40000, better="higher", peer="pg_copy",
-               note="accepted %d, stored %d, lost %d" % (want, got, max(0, want - got)))
-
-        pace(st, 1000, DUR, "bench-latency")
-        wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='bench-latency'")) >= 1000 * DUR,
-                 60, what="latency events")
-        p = st.sql("""SELECT percentile_cont(ARRAY[0.5,0.95,0.99]) WITHIN GROUP
-                      (ORDER BY extract(epoch FROM created_at - ts) * 1000)
-                      FROM agent_events WHERE session_id = 'bench-latency'""")[0][0]
-        p50, p95, p99 = [float(x) for x in p.strip("{}").split(",")]
-        results.append(("emit->stored latency at 1,000 events/s", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms" % (p50, p95, p99),
-                        "%d events" % (1000 * DUR)))
-        for q, v in (("p50", p50), ("p95", p95), ("p99", p99)):
-            record("core", "stored_" + q, "emit -> stored latency %s at 1,000 events/s" % q, round(v, 1), "ms",
-                   target=15 if q == "p95" else None, better="lower" if q == "p95" else None)
+        measure(st, results)
     finally:
         st.close()
     print()

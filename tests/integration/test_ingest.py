@@ -2,10 +2,12 @@
 mapped, bulk and NDJSON, idempotency on the event id, every bad input answered
 with a clear error while the service keeps serving, dead-lettering, safe trim."""
 import json
+import os
+import subprocess
 import time
 import uuid
 
-from harness import Stack, request, wait_for
+from harness import BUILD, ROOT, Stack, free_port, request, wait_for
 
 
 def setup():
@@ -149,6 +151,13 @@ BAD = [
     ("status bad", b'{"event_type": "Stop", "status": "no way"}', "application/json", 400, "status", "letters"),
     ("too deep", ('{"event_type": "Stop", "payload": ' + '{"a":' * 40 + '1' + '}' * 40 + '}').encode(),
      "application/json", 400, "payload", "nesting"),
+    ("string too long", ('{"event_type": "Stop", "payload": {"out": "' + "x" * 200000 + '"}}').encode(),
+     "application/json", 413, "payload.out", "more than the 196608-byte limit"),
+    ("too many fields", ('{"event_type": "Stop", "payload": {"env": {' +
+                         ",".join('"k%d": 1' % i for i in range(1001)) + '}}}').encode(),
+     "application/json", 413, "payload.env", "1001 fields, more than the 1000-field limit"),
+    ("array too long", ('{"event_type": "Stop", "payload": {"files": [' + ",".join(["0"] * 10001) + ']}}').encode(),
+     "application/json", 413, "payload.files", "10001 elements, more than the 10000-element limit"),
     ("empty body", b'', "application/json", 400, "", "empty"),
     ("empty array", b'[]', "application/json", 400, "", "no events"),
     ("wrong content type", b'{"event_type": "Stop"}', "application/x-www-form-urlencoded", 415, "Content-Type", "application/json"),
@@ -203,6 +212,31 @@ def test_size_limits(st):
         c.close()
     status, _, _ = st.post({"event_type": "Stop", "session_id": "after-big"})
     assert status == 202
+
+
+def test_limits_are_settings(st):
+    """collector.max_string_bytes, max_fields and max_array, lowered through the environment."""
+    port = free_port()
+    env = st.env(OBS_COLLECTOR_PORT=port, OBS_COLLECTOR_MAX_STRING_BYTES=100, OBS_COLLECTOR_MAX_FIELDS=5,
+                 OBS_COLLECTOR_MAX_ARRAY=3)
+    p = subprocess.Popen([os.path.join(BUILD, "collector")], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        wait_for(lambda: st._healthy(port), 10, what="second collector")
+        cases = [({"event_type": "Stop", "payload": {"t": "x" * 101}}, "payload.t", "more than the 100-byte limit"),
+                 ({"event_type": "Stop", "payload": {"m": {"a%d" % i: i for i in range(6)}}}, "payload.m",
+                  "6 fields, more than the 5-field limit"),
+                 ({"event_type": "Stop", "payload": {"a": [[1, 2, 3, 4]]}}, "payload.a[0]",
+                  "4 elements, more than the 3-element limit")]
+        for ev, field, frag in cases:
+            status, _, resp = request(port, "POST", "/events", json.dumps(ev), {"Content-Type": "application/json"})
+            assert status == 413 and resp["error"]["field"] == field and frag in resp["error"]["message"], resp
+        ok = {"event_type": "Stop", "session_id": "at-limits", "payload": {"t": "x" * 100, "a": [1, 2, 3]}}
+        status, _, resp = request(port, "POST", "/events", json.dumps(ok), {"Content-Type": "application/json"})
+        assert status == 202, resp
+    finally:
+        p.terminate()
+        p.wait(10)
 
 
 def test_bulk_with_invalid_events_names_indexes_and_keeps_none(st):

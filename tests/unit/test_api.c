@@ -469,6 +469,34 @@ static void test_transcript_normalise(void **state)
 	cJSON_Delete(j);
 }
 
+/* Secrets in the free-text fields are redacted; ids, roles and timestamps
+ * are not; a derived id is the id of the redacted text (never a hash of a
+ * secret), so the raw and the already-redacted message get the same one. */
+static void test_transcript_redaction(void **state)
+{
+	(void)state;
+	size_t n;
+	cJSON *j = normalise_ok("{\"session_id\":\"s-1\",\"transcript_path\":\"/h/.claude/x.jsonl\","
+	                        "\"messages\":[{\"uuid\":\"m-1\",\"role\":\"user\",\"text\":\"use "
+	                        "DB_PASSWORD=hunter2xyz and postgres://app:s3cr3tpw@db/x\"},"
+	                        "{\"role\":\"assistant\",\"text\":\"key sk-ant-api03-abcDEF1234567890abcdEF12\","
+	                        "\"timestamp\":1794000000}]}", &n);
+	cJSON *msgs = cJSON_GetObjectItem(j, "messages");
+	cJSON *m0 = cJSON_GetArrayItem(msgs, 0), *m1 = cJSON_GetArrayItem(msgs, 1);
+	assert_string_equal(cJSON_GetObjectItem(m0, "uuid")->valuestring, "m-1");
+	assert_string_equal(cJSON_GetObjectItem(m0, "text")->valuestring,
+	                    "use DB_PASSWORD=[REDACTED:secret] and postgres://app:[REDACTED:url_password]@db/x");
+	assert_string_equal(cJSON_GetObjectItem(m1, "text")->valuestring, "key [REDACTED:anthropic_key]");
+	assert_string_equal(cJSON_GetObjectItem(j, "transcript_path")->valuestring, "/h/.claude/x.jsonl");
+	cJSON *pre = normalise_ok("{\"session_id\":\"s-1\",\"messages\":[{\"role\":\"assistant\","
+	                          "\"text\":\"key [REDACTED:anthropic_key]\",\"timestamp\":1794000000}]}", &n);
+	assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(pre, "messages"), 0),
+	                                        "uuid")->valuestring,
+	                    cJSON_GetObjectItem(m1, "uuid")->valuestring);
+	cJSON_Delete(pre);
+	cJSON_Delete(j);
+}
+
 static void test_transcript_truncates_long_text(void **state)
 {
 	(void)state;
@@ -545,6 +573,7 @@ int main(void)
 		cmocka_unit_test(test_params_cursor),
 		cmocka_unit_test(test_sql_values_are_parameters),
 		cmocka_unit_test(test_transcript_normalise),
+		cmocka_unit_test(test_transcript_redaction),
 		cmocka_unit_test(test_transcript_truncates_long_text),
 		cmocka_unit_test(test_transcript_errors),
 	};

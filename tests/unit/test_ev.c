@@ -153,6 +153,48 @@ static void test_event_size_limit_is_413(void **state)
 	cJSON_Delete(o);
 }
 
+/* One size limit: the status, the field path and the limit in the message. */
+static void expect_limit(const struct ev_limits *lim, const char *json, const char *field,
+                         const char *frag)
+{
+	cJSON *o = cJSON_Parse(json);
+	assert_non_null(o);
+	struct ev_error e;
+	assert_int_equal(ev_normalise(o, NOW, lim, &e), -1);
+	assert_int_equal(e.status, 413);
+	if (strcmp(e.field, field))
+		fail_msg("field \"%s\", want \"%s\" (%s)", e.field, field, e.problem);
+	if (!strstr(e.problem, frag))
+		fail_msg("problem \"%s\" lacks \"%s\"", e.problem, frag);
+	cJSON_Delete(o);
+}
+
+static void test_string_field_array_limits(void **state)
+{
+	(void)state;
+	struct ev_limits lim = ev_default_limits;
+	lim.max_string = 12; /* "event_type" is 10 */
+	lim.max_members = 3;
+	lim.max_array = 4;
+	expect_limit(&lim, "{\"event_type\":\"A\",\"payload\":{\"cmd\":\"1234567890123\"}}", "payload.cmd",
+	             "string is 13 bytes, more than the 12-byte limit");
+	expect_limit(&lim, "{\"event_type\":\"A\",\"payload\":{\"l\":[\"ok\",{\"deep\":\"0123456789abc\"}]}}",
+	             "payload.l[1].deep", "12-byte limit");
+	expect_limit(&lim, "{\"event_type\":\"A\",\"payload\":{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5}}",
+	             "payload", "object has 5 fields, more than the 3-field limit");
+	expect_limit(&lim, "{\"event_type\":\"A\",\"payload\":{\"x\":{\"files\":[1,2,3,4,5,6]}}}",
+	             "payload.x.files", "array has 6 elements, more than the 4-element limit");
+	expect_limit(&lim, "{\"event_type\":\"A\",\"payload\":{\"averyveryverylongname\":1}}", "payload",
+	             "field name is 21 bytes");
+	/* the event object itself counts its fields */
+	expect_limit(&lim, "{\"event_type\":\"A\",\"a\":1,\"b\":2,\"c\":3}", "", "4 fields");
+	/* at the limits: accepted */
+	cJSON *o = cJSON_Parse("{\"event_type\":\"A\",\"payload\":{\"s\":\"123456789012\",\"l\":[1,2,3,4]}}");
+	struct ev_error e;
+	assert_int_equal(ev_normalise(o, NOW, &lim, &e), 0);
+	cJSON_Delete(o);
+}
+
 static void test_time_parsing(void **state)
 {
 	(void)state;
@@ -244,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_field_and_problem),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_event_size_limit_is_413),
+		cmocka_unit_test(test_string_field_array_limits),
 		cmocka_unit_test(test_time_parsing),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_uuid),
