@@ -50,6 +50,10 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, ping_interval_s), 1, 3600},
 	{"streamer.ping_timeout_s", CFG_INT, "60", "Hang up a client silent (no pong) this many seconds",
 	 offsetof(T, ping_timeout_s), 2, 7200},
+	{"streamer.event_loop", CFG_STR, "poll",
+	 "poll (lws's own poll() loop: each turn costs every socket) or libuv (epoll: costs only what is "
+	 "ready, ~40% less CPU at 1,000 clients; experimental: a dropped slow client may miss its close frame)",
+	 offsetof(T, event_loop), 0, -1},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -94,11 +98,15 @@ static int setup_metrics(struct streamer *s)
 	return 0;
 }
 
-/* Each client is a file descriptor: lift the soft limit towards the hard one. */
-static void raise_fd_limit(long long want)
+/* Each client is a file descriptor: set the soft limit to what the clients
+ * need (up to the hard limit). Lowered too when it is higher: lws sizes its
+ * fd table from this limit, and a table smaller than the limit makes lws
+ * find every ready socket by a linear search (wsi_from_fd), which cost ~8%
+ * of the service thread at 1,000 clients. */
+static void set_fd_limit(long long want)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= (rlim_t)want)
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == (rlim_t)want)
 		return;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= (rlim_t)want ? (rlim_t)want : rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)want) {
@@ -122,6 +130,10 @@ int main(int argc, char **argv)
 	pthread_cond_init(&S.drained, NULL);
 	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
 		goto out;
+	if (strcmp(S.cf.event_loop, "libuv") != 0 && strcmp(S.cf.event_loop, "poll") != 0) {
+		log_kv(LOG_ERROR, "start: streamer.event_loop must be libuv or poll", "value", S.cf.event_loop, NULL);
+		goto out;
+	}
 	S.rconf.host = S.cf.redis_host;
 	S.rconf.port = (int)S.cf.redis_port;
 	S.rconf.password = S.cf.redis_password;
@@ -130,7 +142,7 @@ int main(int argc, char **argv)
 		log_error("start: out of memory");
 		goto out;
 	}
-	raise_fd_limit(S.cf.max_clients + 64);
+	set_fd_limit(S.cf.max_clients + 64);
 
 	if (ws_start(&S, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
