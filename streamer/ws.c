@@ -36,6 +36,9 @@
 
 #define PROTO_WS "agent-obs-stream"
 #define CLOSE_TOO_SLOW 4008 /* private-use close code: the client fell too far behind */
+/* lws's own value for a close frame (lws-write.h leaves 4 out: "handled by
+ * lws_close_reason()"); see client_hangup for why we write it ourselves */
+#define WRITE_CLOSE ((enum lws_write_protocol)4)
 #define RX_MAX 8192         /* largest message a client may send */
 #define ARG_MAX 8192        /* largest decoded query argument */
 #define TICK_US (250 * LWS_US_PER_MS)
@@ -57,7 +60,10 @@ struct client {
 	struct client *prev, *next;
 	uint64_t serial;
 	int active;   /* in the client list */
-	int dropping; /* being closed: send nothing more */
+	int dropping; /* being closed: send nothing more than the close frame */
+	int close_sent;
+	unsigned char close_frame[2 + 123]; /* code (big-endian) and reason */
+	size_t close_len;
 	int wake;     /* got events in this round: ask for a writable callback */
 	enum cstate state;
 	struct filter flt;
@@ -507,6 +513,25 @@ static void client_replay_free(struct client *c)
 	c->rp_pos = 0;
 }
 
+/* Close with this code and reason: the close frame is the next (and last)
+ * frame the client gets, written by client_write; a socket that never drains,
+ * or a client that never answers the close, is cut off by the timeout.
+ * Written by us, not by lws after lws_close_reason() and a -1 return: lws
+ * keeps that reason in the buffer its keep-alive pings use, so a ping due
+ * at the same time garbled it (seen: close code 22494), and lws 4.1's debug
+ * build (Debian's) kills a libuv connection before the frame leaves. */
+static void client_hangup(struct client *c, int code, const char *why, int timeout_s)
+{
+	size_t n = strlen(why) > sizeof c->close_frame - 2 ? sizeof c->close_frame - 2 : strlen(why);
+	c->dropping = 1;
+	c->close_frame[0] = (unsigned char)(code >> 8);
+	c->close_frame[1] = (unsigned char)code;
+	memcpy(c->close_frame + 2, why, n);
+	c->close_len = 2 + n;
+	lws_callback_on_writable(c->wsi);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, timeout_s);
+}
+
 static void drop_client(struct client *c, const char *reason, const char *detail)
 {
 	char serial[24], queued[24];
@@ -520,12 +545,7 @@ static void drop_client(struct client *c, const char *reason, const char *detail
 	met_inc(met_series(W.s->m.dropped, reason), 1);
 	queue_clear(c);
 	client_replay_free(c);
-	lws_close_reason(c->wsi, (enum lws_close_status)CLOSE_TOO_SLOW, (unsigned char *)detail,
-	                 strlen(detail));
-	/* Close from the writable callback (sends the close frame); a socket
-	 * that never drains is cut off by the timeout instead. */
-	lws_callback_on_writable(c->wsi);
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 2);
+	client_hangup(c, CLOSE_TOO_SLOW, detail, 5); /* lws allowed 5 s to send a close, too */
 }
 
 static void enqueue(struct client *c, struct sev *e)
@@ -810,8 +830,16 @@ static int client_write(struct client *c)
 {
 	size_t len = 0, k;
 
-	if (c->dropping)
-		return -1; /* lws sends the close frame set by drop_client */
+	if (c->dropping) { /* the close frame, once; then wait for the answer or the timeout */
+		if (c->close_sent)
+			return 0;
+		c->close_sent = 1;
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5); /* for the client's answer */
+		if (fbuf_reserve(c->close_len))
+			return -1;
+		memcpy(W.fbuf + LWS_PRE, c->close_frame, c->close_len);
+		return lws_write(c->wsi, W.fbuf + LWS_PRE, c->close_len, WRITE_CLOSE) < 0 ? -1 : 0;
+	}
 	if (c->ctl) {
 		struct ctl *m = c->ctl;
 		c->ctl = m->next;
@@ -934,12 +962,12 @@ static int client_receive(struct client *c, struct lws *wsi, const void *in, siz
 	if (c->dropping)
 		return 0;
 	if (lws_frame_is_binary(wsi)) {
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text only", 9);
-		return -1;
+		client_hangup(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "text only", 2);
+		return 0;
 	}
 	if (c->rxlen + len > RX_MAX) {
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message over 8 KiB", 18);
-		return -1;
+		client_hangup(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over 8 KiB", 2);
+		return 0;
 	}
 	if (!c->rx && !(c->rx = malloc(RX_MAX)))
 		return -1;
@@ -1220,12 +1248,8 @@ void ws_stop(struct streamer *s)
 	W.closing = 1;
 	/* Say goodbye (1001) to every client, give the frames a moment to leave. */
 	for (struct client *c = W.head; c; c = c->next) {
-		if (c->dropping)
-			continue;
-		c->dropping = 1;
-		lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"server shutting down", 20);
-		lws_callback_on_writable(c->wsi);
-		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
+		if (!c->dropping)
+			client_hangup(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
 	}
 	int64_t deadline = ev_mono_ms() + 1500;
 	while (W.head && ev_mono_ms() < deadline)
