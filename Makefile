@@ -53,7 +53,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcommon.a $(BUILD)/.flags
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(filter %.o,$^) $(BUILD)/libcommon.a $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # streamer: libwebsockets for the daemon only; its filter module is unit-tested.
-$(BUILD)/streamer: LDLIBS += $(shell pkg-config --libs libwebsockets libuv 2>/dev/null)
+$(BUILD)/streamer: LDLIBS += $(shell pkg-config --libs libwebsockets 2>/dev/null)
 $(BUILD)/obj/streamer/%.o: CFLAGS += $(shell pkg-config --cflags libwebsockets 2>/dev/null)
 $(BUILD)/tests/test_filter: $(BUILD)/obj/streamer/filter.o $(BUILD)/obj/streamer/event.o \
                             $(BUILD)/obj/streamer/route.o

@@ -50,10 +50,6 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, ping_interval_s), 1, 3600},
 	{"streamer.ping_timeout_s", CFG_INT, "60", "Hang up a client silent (no pong) this many seconds",
 	 offsetof(T, ping_timeout_s), 2, 7200},
-	{"streamer.event_loop", CFG_STR, "poll",
-	 "poll (lws's own poll() loop: each turn costs every socket) or libuv (epoll: costs only what is "
-	 "ready, ~40% less CPU at 1,000 clients; experimental: a dropped slow client may miss its close frame)",
-	 offsetof(T, event_loop), 0, -1},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -130,10 +126,6 @@ int main(int argc, char **argv)
 	pthread_cond_init(&S.drained, NULL);
 	if (daemon_check_bind("streamer.bind", S.cf.bind, 0))
 		goto out;
-	if (strcmp(S.cf.event_loop, "libuv") != 0 && strcmp(S.cf.event_loop, "poll") != 0) {
-		log_kv(LOG_ERROR, "start: streamer.event_loop must be libuv or poll", "value", S.cf.event_loop, NULL);
-		goto out;
-	}
 	S.rconf.host = S.cf.redis_host;
 	S.rconf.port = (int)S.cf.redis_port;
 	S.rconf.password = S.cf.redis_password;

@@ -44,7 +44,6 @@ struct streamer_conf {
 	long long replay_scan_max;
 	long long ping_interval_s;
 	long long ping_timeout_s;
-	char *event_loop;
 	CFG_FIELDS_COMMON;
 };
 

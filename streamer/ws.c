@@ -22,11 +22,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
-#include <uv.h>
 
 #include "ev.h"
 #include "log.h"
@@ -111,10 +109,6 @@ static struct {
 	struct lws_http_mount mounts[5];
 	lws_retry_bo_t retry;
 	int closing;
-	int uv;            /* 1: lws runs on `loop` (libuv, epoll); 0: lws's own poll() loop */
-	uv_loop_t loop;
-	uv_poll_t sigpoll; /* the signal self-pipe: stop the loop at once */
-	int sigpoll_on;
 } W;
 
 /* {"error":{"status":S,"field":F,"message":M}} (malloc'd; NULL on OOM). */
@@ -518,8 +512,7 @@ static void client_replay_free(struct client *c)
  * or a client that never answers the close, is cut off by the timeout.
  * Written by us, not by lws after lws_close_reason() and a -1 return: lws
  * keeps that reason in the buffer its keep-alive pings use, so a ping due
- * at the same time garbled it (seen: close code 22494), and lws 4.1's debug
- * build (Debian's) kills a libuv connection before the frame leaves. */
+ * at the same time garbled it (seen: close code 22494). */
 static void client_hangup(struct client *c, int code, const char *why, int timeout_s)
 {
 	size_t n = strlen(why) > sizeof c->close_frame - 2 ? sizeof c->close_frame - 2 : strlen(why);
@@ -1113,16 +1106,6 @@ static void lws_log(int level, const char *line)
 	log_kv(level & LLL_ERR ? LOG_ERROR : LOG_WARN, "libwebsockets", "detail", msg, NULL);
 }
 
-/* A signal arrived (sig.c wrote to its pipe): leave uv_run now. */
-static void on_signal(uv_poll_t *h, int status, int events)
-{
-	(void)h;
-	(void)status;
-	(void)events;
-	sig_drain();
-	uv_stop(&W.loop);
-}
-
 int ws_start(struct streamer *s, char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
@@ -1183,36 +1166,11 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	info.server_string = "agent-obs-streamer";
 	info.user = s;
 
-	/* streamer.event_loop=libuv: lws on a libuv loop (epoll), where a loop
-	 * turn costs the sockets that are ready, not all sockets as with lws's
-	 * poll() loop (~45% of the service thread in poll() at 1,000 clients).
-	 * Not the default yet: with it, a slow client dropped while its socket
-	 * is full can be cut off before its 4008 close frame leaves
-	 * (test_slow_client_is_dropped_without_delaying_others sees 1006).
-	 * The loop is ours (foreign), so lws installs no signal handlers. Needs
-	 * lws's libuv plugin (Debian: libwebsockets-evlib-uv); without it, the
-	 * poll() loop. */
-	void *loops[1] = {&W.loop};
-	if (strcmp(s->cf.event_loop, "poll") != 0 && uv_loop_init(&W.loop) == 0) {
-		info.options |= LWS_SERVER_OPTION_LIBUV;
-		info.foreign_loops = loops;
-		W.ctx = lws_create_context(&info);
-		if (W.ctx) {
-			W.uv = 1;
-			if (sig_wake_fd() >= 0 && uv_poll_init(&W.loop, &W.sigpoll, sig_wake_fd()) == 0) {
-				W.sigpoll_on = 1;
-				uv_poll_start(&W.sigpoll, UV_READABLE, on_signal);
-			}
-		} else {
-			uv_loop_close(&W.loop);
-			log_warn("libwebsockets cannot use libuv (libwebsockets-evlib-uv missing?): "
-			         "using its poll() loop, slower with many clients");
-			info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBUV;
-			info.foreign_loops = NULL;
-		}
-	}
-	if (!W.ctx)
-		W.ctx = lws_create_context(&info);
+	/* lws's poll() loop: each turn polls every socket (~45% of this thread
+	 * at 1,000 clients and 1,000 events/s). lws on a libuv (epoll) loop
+	 * cut that CPU, but delayed events by up to ~1.5 s at 1,000 clients
+	 * (cause not found), so it is not used. */
+	W.ctx = lws_create_context(&info);
 	if (!W.ctx) {
 		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address?)", s->cf.bind,
 		         s->cf.port);
@@ -1223,21 +1181,11 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	return 0;
 }
 
-/* One turn of the event loop. */
-static int loop_once(void)
-{
-	if (W.uv) {
-		uv_run(&W.loop, UV_RUN_ONCE);
-		return 0;
-	}
-	return lws_service(W.ctx, 0) < 0 ? -1 : 0;
-}
-
 void ws_run(struct streamer *s)
 {
 	(void)s;
 	while (!sig_stop)
-		if (loop_once() < 0)
+		if (lws_service(W.ctx, 0) < 0)
 			break;
 }
 
@@ -1253,24 +1201,11 @@ void ws_stop(struct streamer *s)
 	}
 	int64_t deadline = ev_mono_ms() + 1500;
 	while (W.head && ev_mono_ms() < deadline)
-		if (loop_once() < 0)
+		if (lws_service(W.ctx, 0) < 0)
 			break;
 	lws_sul_cancel(&W.tick);
 	lws_context_destroy(W.ctx);
 	W.ctx = NULL;
-	if (W.uv) {
-		/* lws closes its libuv handles asynchronously and finishes the
-		 * context's destruction from their close callbacks */
-		if (W.sigpoll_on)
-			uv_close((uv_handle_t *)&W.sigpoll, NULL);
-		W.sigpoll_on = 0;
-		deadline = ev_mono_ms() + 2000;
-		while (uv_run(&W.loop, UV_RUN_NOWAIT) && ev_mono_ms() < deadline)
-			usleep(1000);
-		if (uv_loop_close(&W.loop))
-			log_warn("libuv loop still had handles at exit");
-		W.uv = 0;
-	}
 	s->lws = NULL;
 	free(W.fbuf);
 	W.fbuf = NULL;
