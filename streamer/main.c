@@ -38,6 +38,9 @@ static const struct cfg_setting settings[] = {
 	{"streamer.client_max_lag_ms", CFG_INT, "10000",
 	 "Drop a client (close 4008) whose oldest queued event waited this long", offsetof(T, client_max_lag_ms),
 	 100, 3600000},
+	{"streamer.client_sndbuf", CFG_INT, "262144",
+	 "Kernel send buffer per client (SO_SNDBUF), so a batched frame leaves in one send(); 0: the "
+	 "kernel's default (16 KiB, grown slowly)", offsetof(T, client_sndbuf), 0, 16777216},
 	{"streamer.frame_max_events", CFG_INT, "500", "Most events batched into one frame (a JSON array)",
 	 offsetof(T, frame_max_events), 1, 100000},
 	{"streamer.frame_max_bytes", CFG_INT, "65536", "Batch events into one frame up to this many bytes",

@@ -38,6 +38,7 @@ struct streamer_conf {
 	long long client_queue_max;
 	long long client_queue_bytes;
 	long long client_max_lag_ms;
+	long long client_sndbuf;
 	long long frame_max_events;
 	long long frame_max_bytes;
 	long long replay_max;
