@@ -9,6 +9,7 @@ client could not read 1,000 x 1,000 events/s; this one reads big chunks and
 is not the limit (its CPU time is printed beside the streamer's).
 
 Scenarios (STREAM_BENCH_SCENARIOS, "filtered+unfiltered,..."):
+  100 clients: 90 each watching one of 100 sessions plus 10 unfiltered
   100 clients, each unfiltered            (100 x 1,000 = 100 k deliveries/s)
   1,000 clients: 990 each watching one of 100 sessions plus 10 unfiltered
         (the dashboard case: ~20 k deliveries/s)
@@ -33,7 +34,7 @@ BUILD = os.environ.get("OBS_BUILD_DIR", os.environ.get("BUILD", "build"))
 RATE = int(os.environ.get("STREAM_BENCH_RATE", "1000"))
 SECONDS = int(os.environ.get("STREAM_BENCH_SECONDS", "10"))
 SCENARIOS = [tuple(int(x) for x in s.split("+"))
-             for s in os.environ.get("STREAM_BENCH_SCENARIOS", "0+100,990+10,0+1000").split(",")]
+             for s in os.environ.get("STREAM_BENCH_SCENARIOS", "90+10,0+100,990+10,0+1000").split(",")]
 SESSIONS = 100
 TICK = os.sysconf("SC_CLK_TCK")
 
