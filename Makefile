@@ -55,8 +55,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcommon.a $(BUILD)/.flags
 # streamer: libwebsockets for the daemon only; its filter module is unit-tested.
 $(BUILD)/streamer: LDLIBS += $(shell pkg-config --libs libwebsockets 2>/dev/null)
 $(BUILD)/obj/streamer/%.o: CFLAGS += $(shell pkg-config --cflags libwebsockets 2>/dev/null)
-$(BUILD)/tests/test_filter: $(BUILD)/obj/streamer/filter.o $(BUILD)/obj/streamer/event.o
+$(BUILD)/tests/test_filter: $(BUILD)/obj/streamer/filter.o $(BUILD)/obj/streamer/event.o \
+                            $(BUILD)/obj/streamer/route.o
 $(BUILD)/tests/test_webconf: $(BUILD)/obj/streamer/webconf.o
+
+# The streamer benchmark's load client (tests/bench/stream_bench.py runs it).
+$(BUILD)/bench/ws_load: tests/bench/ws_load.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lhiredis
 
 # History (issue 6): the pure parts of the read API and the price table are unit-tested.
 $(BUILD)/tests/test_api: $(BUILD)/obj/collector/api_query.o $(BUILD)/obj/collector/transcript.o
@@ -98,7 +104,7 @@ test: deps
 	@BUILD=$(BUILD) tests/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/ws_load
 	@tests/bench/run.sh
 
 run: deps

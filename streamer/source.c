@@ -67,10 +67,12 @@ static int inbox_push(struct streamer *s, struct sev **v, size_t n)
 		s->inbox_cap = cap;
 	}
 	memcpy(s->inbox + s->inbox_n, v, n * sizeof *v);
+	int wake = s->inbox_n == 0; /* else a wake-up is pending: it takes these too */
 	s->inbox_n += n;
 	met_set(s->m.inbox, (double)s->inbox_n);
 	pthread_mutex_unlock(&s->mu);
-	lws_cancel_service(s->lws);
+	if (wake)
+		lws_cancel_service(s->lws);
 	return 0;
 }
 

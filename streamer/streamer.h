@@ -7,6 +7,7 @@
  *   filter.c  the filter grammar and matcher (pure; unit-tested)
  *   webconf.c /config.json and the security headers from streamer.api_url
  *             (pure; unit-tested)
+ *   route.c   the index of clients by the session / agent they filter on
  *
  * Threads: the lws service thread (main) owns every client and every
  * reference count; the reader and the replay worker only build records and
@@ -41,6 +42,7 @@ struct streamer_conf {
 	long long client_queue_max;
 	long long client_queue_bytes;
 	long long client_max_lag_ms;
+	long long client_sndbuf;
 	long long frame_max_events;
 	long long frame_max_bytes;
 	long long replay_max;
@@ -57,6 +59,7 @@ struct streamer_conf {
  * (the creator until hand-over, then the service thread). */
 struct sev {
 	int refs;
+	int64_t t_in;            /* monotonic ms when fanned out to client queues */
 	struct rs_id id;
 	char sid[48];            /* stream id as text */
 	struct flt_fields f;     /* point into the record */
@@ -69,6 +72,25 @@ struct sev {
  * not a JSON object (the caller counts it) or out of memory. refs == 1. */
 struct sev *sev_new(const char *sid, const char *json, size_t len);
 void sev_unref(struct sev *e); /* NULL is a no-op */
+
+/* ---- route.c ---- */
+
+/* Clients filed by the session / agent their filter names, so that an event
+ * is offered only to clients that can want it (a superset: still run
+ * flt_match). Items are the caller's pointers. */
+struct route;
+struct route_list {
+	void **v;
+	size_t n, cap;
+};
+struct route *route_new(void);
+void route_free(struct route *r); /* NULL is a no-op */
+/* File item under filter f: 0, or -1 (out of memory; nothing filed). */
+int route_add(struct route *r, void *item, const struct filter *f);
+/* Remove item, filed with the same filter f (absent: a no-op). */
+void route_remove(struct route *r, void *item, const struct filter *f);
+/* The lists (at most 3) whose items may match ev; no item is in two. */
+size_t route_lookup(const struct route *r, const struct flt_fields *ev, const struct route_list *out[3]);
 
 /* ---- source.c ---- */
 

@@ -1,7 +1,8 @@
 /* test_filter.c -- unit tests for the streamer's filter grammar and matcher
  * (streamer/filter.c) and for the event records filters are matched against
  * (streamer/event.c): parsing, every error with its offset, escapes,
- * prefixes, negation, AND/OR, absent fields, limits. */
+ * prefixes, negation, AND/OR, absent fields, limits; and the index of
+ * clients by filter (streamer/route.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -283,6 +284,70 @@ static void test_event_records(void **state)
 	sev_unref(e);
 }
 
+/* route.c: the candidates for an event include every client whose filter
+ * matches it, none twice, and leave when removed. */
+static void test_route_offers_every_match_once(void **state)
+{
+	(void)state;
+	static const char *const filters[] = {
+		"", "session:s1", "session:s2|s1", "session:s1,type:Stop", "agent:a1", "agent:a2|a1,session:s9",
+		"session:s*", "!session:s1", "type:PostToolUse", "session:s1|s1", "session:s3",
+	};
+	enum { NF = sizeof filters / sizeof filters[0] };
+	static const char *const events[] = {
+		"{\"session_id\":\"s1\",\"agent_id\":\"a1\",\"event_type\":\"PostToolUse\"}",
+		"{\"session_id\":\"s2\",\"agent_id\":\"a2\",\"event_type\":\"Stop\"}",
+		"{\"session_id\":\"s9\",\"event_type\":\"Stop\"}",
+		"{\"agent_id\":\"a1\"}",
+		"{}",
+	};
+	struct filter f[NF];
+	struct route *r = route_new();
+	assert_non_null(r);
+	for (size_t i = 0; i < NF; i++) {
+		f[i] = parse_ok(filters[i]);
+		assert_int_equal(route_add(r, (void *)(uintptr_t)(i + 1), &f[i]), 0);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (size_t k = 0; k < sizeof events / sizeof events[0]; k++) {
+			struct sev *e = sev_new("1-1", events[k], strlen(events[k]));
+			assert_non_null(e);
+			const struct route_list *ls[3];
+			size_t nl = route_lookup(r, &e->f, ls), seen[NF + 1] = {0};
+			for (size_t l = 0; l < nl; l++)
+				for (size_t j = 0; j < ls[l]->n; j++)
+					seen[(uintptr_t)ls[l]->v[j]]++;
+			for (size_t i = 0; i < NF; i++) {
+				int removed = round == 1 && i % 2 == 1;
+				if (seen[i + 1] > 1)
+					fail_msg("event %zu offered to \"%s\" %zu times", k, filters[i], seen[i + 1]);
+				if (removed && seen[i + 1])
+					fail_msg("event %zu offered to removed \"%s\"", k, filters[i]);
+				if (!removed && flt_match(&f[i], &e->f) && !seen[i + 1])
+					fail_msg("event %zu matches \"%s\" but was not offered", k, filters[i]);
+			}
+			sev_unref(e);
+		}
+		if (round == 0)
+			for (size_t i = 1; i < NF; i += 2)
+				route_remove(r, (void *)(uintptr_t)(i + 1), &f[i]);
+	}
+	/* an s3 event meets the scan list and s3's watcher only */
+	const char *json = "{\"session_id\":\"s3\"}";
+	struct sev *e = sev_new("1-2", json, strlen(json));
+	const struct route_list *ls[3];
+	size_t nl = route_lookup(r, &e->f, ls), total = 0;
+	for (size_t l = 0; l < nl; l++)
+		total += ls[l]->n;
+	assert_int_equal(total, 4); /* "", "session:s*", "type:PostToolUse" (scanned), "session:s3" */
+	sev_unref(e);
+	route_remove(r, (void *)(uintptr_t)99, &f[1]); /* absent: a no-op */
+	route_free(r);
+	route_free(NULL);
+	for (size_t i = 0; i < NF; i++)
+		flt_free(&f[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_the_problem_and_offset),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_event_records),
+		cmocka_unit_test(test_route_offers_every_match_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
