@@ -35,6 +35,10 @@ struct ev_error {
 int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
                  struct ev_error *err);
 
+/* Byte limit of an optional top-level string field ("session_id": 256), 0
+ * for a name that has none. */
+size_t ev_str_field_max(const char *name);
+
 /* Validate and normalise, then serialise (unformatted) into *out (malloc'd).
  * Enforces lim->max_event_bytes (413). */
 int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,

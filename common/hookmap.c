@@ -191,9 +191,10 @@ struct fin {
 	int cut; /* anything truncated or dropped */
 };
 
-/* Valid UTF-8 copy (bad bytes -> U+FFFD), cut to max bytes plus a marker.
+/* Valid UTF-8 copy (bad bytes -> U+FFFD), cut to max bytes plus a marker
+ * (mark), or to at most max bytes in all (!mark: a field with a hard limit).
  * NULL when s is fine as is. */
-static char *fix_text(const char *s, size_t max, int *cut)
+static char *fix_text(const char *s, size_t max, int mark, int *cut)
 {
 	size_t n = strlen(s), bad;
 	int valid = ev_utf8_valid(s, n, &bad);
@@ -229,8 +230,8 @@ static char *fix_text(const char *s, size_t max, int *cut)
 	size_t keep = max;
 	while (keep > 0 && ((unsigned char)t[keep] & 0xC0) == 0x80)
 		keep--;
-	char tail[64];
-	int tl = snprintf(tail, sizeof tail, "\xE2\x80\xA6[truncated %zu bytes]", tn - keep);
+	char tail[64] = "";
+	int tl = mark ? snprintf(tail, sizeof tail, "\xE2\x80\xA6[truncated %zu bytes]", tn - keep) : 0;
 	char *out = malloc(keep + (size_t)tl + 1);
 	if (out) {
 		memcpy(out, t, keep);
@@ -272,7 +273,7 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 		}
 		if (is_obj && c->string && !(c->type & cJSON_StringIsConst)) {
 			int dummy = 0;
-			char *k = fix_text(c->string, 256, &dummy);
+			char *k = fix_text(c->string, 256, 1, &dummy);
 			if (k) {
 				size_t kl = strlen(k) + 1;
 				char *nk = cJSON_malloc(kl);
@@ -286,7 +287,11 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 			}
 		}
 		if (cJSON_IsString(c) && c->valuestring) {
-			char *s = fix_text(c->valuestring, f->max_string, &f->cut);
+			/* the event's own fields (session_id ...) have hard limits, and a
+			 * repair (1 bad byte -> 3) or a redaction marker can go past them */
+			size_t hard = depth == 1 && is_obj ? ev_str_field_max(c->string) : 0;
+			char *s = hard && hard <= f->max_string ? fix_text(c->valuestring, hard, 0, &f->cut)
+			                                         : fix_text(c->valuestring, f->max_string, 1, &f->cut);
 			if (s) {
 				cJSON_SetValuestring(c, s);
 				free(s);

@@ -274,6 +274,28 @@ static void test_finish(void **state)
 	assert_normalises(ev);
 	cJSON_free(out);
 	cJSON_Delete(ev);
+
+	/* found by fuzz_hook: hook_map cuts session_id at 256 bytes, but repairing
+	 * its bad bytes (1 -> 3 bytes each) made it longer than the collector's
+	 * limit, which then refused the event. The fields keep their limits. */
+	char bad_id[300];
+	memset(bad_id, 0, sizeof bad_id);
+	memset(bad_id, 0xff, 200);
+	cJSON *in = cJSON_CreateObject();
+	cJSON_AddStringToObject(in, "hook_event_name", "Stop");
+	cJSON_AddStringToObject(in, "session_id", bad_id);
+	cJSON_AddStringToObject(in, "tool_name", bad_id);
+	ev = hook_map(in, NULL, &opts);
+	cJSON_Delete(in);
+	out = hook_finish(ev, 16384, 240 * 1024, &len);
+	assert_true(ev_utf8_valid(out, len, &bad));
+	assert_true(strlen(s(ev, "session_id")) <= 256);
+	assert_true(strlen(s(ev, "session_id")) > 250); /* cut, not dropped */
+	assert_true(strlen(s(ev, "tool")) <= 256);
+	assert_non_null(strstr(out, "\"truncated\":true"));
+	assert_normalises(ev);
+	cJSON_free(out);
+	cJSON_Delete(ev);
 }
 
 static const char *line(char *buf, size_t n, const char *mid, const char *rid, int in, int out, const char *model)
