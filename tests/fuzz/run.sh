@@ -3,7 +3,8 @@
 # for FUZZ_SECONDS on a fresh copy of its seed corpus (tests/fuzz/corpus/<name>),
 # after replaying its regression inputs (tests/fuzz/regress/<name>). A crash,
 # leak, timeout or sanitizer report fails the target; its input is kept in
-# $BUILD/fuzz/crashes/<name>/ and the log in $BUILD/fuzz/logs/<name>.log.
+# $OUT/crashes/<name>/ and the log in $OUT/logs/<name>.log (OUT: FUZZ_OUT,
+# default $BUILD/fuzz).
 # Usage: tests/fuzz/run.sh [NAME...] (default: every target). Also used by
 # tests/run.sh with FUZZ_SECONDS=10 (FUZZ_QUIET=1: one line per target).
 # Prints "fuzz <name>: ok|FAILED ..." per target; exits non-zero on a failure.
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 QUIET=${FUZZ_QUIET:-0}
+OUT=${FUZZ_OUT:-$BUILD/fuzz}
 names=("$@")
 if ((${#names[@]} == 0)); then
 	for f in tests/fuzz/fuzz_*.c; do
@@ -23,9 +25,9 @@ fi
 failed=0
 for name in "${names[@]}"; do
 	bin=$BUILD/fuzz/fuzz_$name
-	work=$BUILD/fuzz/work/$name
-	crashes=$BUILD/fuzz/crashes/$name
-	log=$BUILD/fuzz/logs/$name.log
+	work=$OUT/work/$name
+	crashes=$OUT/crashes/$name
+	log=$OUT/logs/$name.log
 	if [ ! -x "$bin" ]; then
 		echo "fuzz $name: FAILED: $bin not built (make fuzz-build; needs clang)"
 		failed=$((failed + 1))
