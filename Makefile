@@ -124,6 +124,7 @@ $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(BUILD)/fuzz/libcom
 $(BUILD)/fuzz/fuzz_event: $(BUILD)/fuzz/obj/collector/ingest.o
 $(BUILD)/fuzz/fuzz_filter: $(BUILD)/fuzz/obj/streamer/filter.o
 $(BUILD)/fuzz/fuzz_rules: $(BUILD)/fuzz/obj/alerter/rules.o
+$(BUILD)/fuzz/fuzz_transcript: $(BUILD)/fuzz/obj/collector/transcript.o
 
 .PRECIOUS: $(BUILD)/fuzz/obj/%.o
 fuzz-build: $(FUZZ_BIN)

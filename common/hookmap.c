@@ -537,6 +537,13 @@ static void content_text(struct tb *b, const cJSON *content)
 	}
 }
 
+/* 1 for valid UTF-8 of at most max bytes (what POST /transcripts takes). */
+static int short_text(const char *s, size_t max)
+{
+	size_t n = strlen(s), bad;
+	return n <= max && ev_utf8_valid(s, n, &bad);
+}
+
 /* One transcript line -> a message (NULL: not a user/assistant line);
  * *h gets the response hash when the line carried usage (0 otherwise). */
 static cJSON *line_message(const char *line, size_t n, const struct hook_seen *seen, size_t max_text,
@@ -558,7 +565,7 @@ static cJSON *line_message(const char *line, size_t n, const struct hook_seen *s
 	content_text(&text, cJSON_GetObjectItemCaseSensitive(msg, "content"));
 	cJSON *m = cJSON_CreateObject();
 	const char *v;
-	if ((v = str_of(o, "uuid")) && strlen(v) <= 128)
+	if ((v = str_of(o, "uuid")) && short_text(v, 128))
 		cJSON_AddStringToObject(m, "uuid", v);
 	cJSON_AddStringToObject(m, "role", !strcmp(type, "user") ? "user" : "assistant");
 	if (text.p) {
@@ -579,11 +586,15 @@ static cJSON *line_message(const char *line, size_t n, const struct hook_seen *s
 		free(r);
 	}
 	free(text.p);
-	if ((v = str_of(o, "timestamp")))
+	/* a time the collector refuses would cost the whole batch: without
+	 * one, it uses its receive time */
+	int64_t t;
+	if ((v = str_of(o, "timestamp")) && short_text(v, 64) && !ev_parse_iso8601(v, &t) &&
+	    t >= 946684800000LL && t <= ev_now_ms() + 86400000LL)
 		cJSON_AddStringToObject(m, "timestamp", v);
 	if (!strcmp(type, "assistant")) {
 		const char *model = str_of(msg, "model");
-		if (model && model[0] != '<')
+		if (model && model[0] != '<' && short_text(model, 128))
 			cJSON_AddStringToObject(m, "model", model);
 		const cJSON *usage = cJSON_GetObjectItemCaseSensitive(msg, "usage");
 		if (cJSON_IsObject(usage)) {

@@ -86,6 +86,9 @@ size_t hook_transcript_scan(const char *buf, size_t len, struct hook_seen *seen,
  * appended to the array `out`. text joins the text blocks, tool calls
  * ("[tool_use Bash] {...}") and tool results, redacted and cut at
  * max_text bytes; tokens only on the first line of an API response (`seen`).
+ * uuid, model and timestamp are passed on only when POST /transcripts takes
+ * them (valid UTF-8 within its limits; a time from 2000 to now + 24 h), so
+ * one odd line cannot cost the whole batch.
  * Stops before max_messages messages or max_bytes of JSON. Returns the bytes
  * consumed: everything up to the last line taken (or skipped). */
 size_t hook_transcript_messages(const char *buf, size_t len, struct hook_seen *seen,

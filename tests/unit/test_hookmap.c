@@ -410,6 +410,40 @@ static void test_transcript_messages(void **state)
 	const char *rest = text + used;
 	assert_int_equal(strncmp(rest, "{\"type\":\"user\",\"uuid\":\"u-2\"", 26), 0);
 	cJSON_Delete(out);
+
+	/* found by fuzz_transcript: a field POST /transcripts refuses (bad UTF-8,
+	 * too long, a time it cannot read or out of range) cost the whole batch;
+	 * now the message goes without it */
+	char model[200];
+	memset(model, 'm', sizeof model - 1);
+	model[sizeof model - 1] = 0;
+	snprintf(text, sizeof text,
+	         "{\"type\":\"user\",\"uuid\":\"u-\xff\",\"timestamp\":\"2026-1\xce\xcc-23T10:00:00Z\","
+	         "\"message\":{\"role\":\"user\",\"content\":\"one\"}}\n"
+	         "{\"type\":\"user\",\"uuid\":\"u-4\",\"timestamp\":\"2199-01-01T00:00:00Z\","
+	         "\"message\":{\"role\":\"user\",\"content\":\"two\"}}\n"
+	         "{\"type\":\"assistant\",\"uuid\":\"a-5\",\"timestamp\":\"yesterday\","
+	         "\"message\":{\"model\":\"%s\",\"content\":\"three\"}}\n"
+	         "{\"type\":\"assistant\",\"uuid\":\"a-6\",\"timestamp\":\"2026-11-23T10:00:00Z\","
+	         "\"message\":{\"model\":\"claude-x\",\"content\":\"four\"}}\n",
+	         model);
+	memset(&seen, 0, sizeof seen);
+	out = cJSON_CreateArray();
+	assert_int_equal(hook_transcript_messages(text, strlen(text), &seen, 100, 1 << 20, 1000, out),
+	                 strlen(text));
+	assert_int_equal(cJSON_GetArraySize(out), 4);
+	cJSON *m0 = cJSON_GetArrayItem(out, 0), *m1 = cJSON_GetArrayItem(out, 1),
+	      *m2 = cJSON_GetArrayItem(out, 2), *m3 = cJSON_GetArrayItem(out, 3);
+	assert_null(s(m0, "uuid"));
+	assert_null(s(m0, "timestamp"));
+	assert_string_equal(s(m0, "text"), "one");
+	assert_string_equal(s(m1, "uuid"), "u-4");
+	assert_null(s(m1, "timestamp"));
+	assert_null(s(m2, "model"));
+	assert_null(s(m2, "timestamp"));
+	assert_string_equal(s(m3, "model"), "claude-x");
+	assert_string_equal(s(m3, "timestamp"), "2026-11-23T10:00:00Z");
+	cJSON_Delete(out);
 }
 
 /* ---------- OTLP ---------- */
