@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "../../collector/collector.h"
 #include "arena.h"
 #include "ev.h"
@@ -67,9 +69,6 @@ static void run(const char *body, size_t len, enum ingest_format fmt, const stru
 	}
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -80,11 +79,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* An exact-size copy, so ASan sees a read one past the body. */
-	char *body = malloc(size ? size : 1);
-	if (!body)
-		return 0;
-	memcpy(body, data, size);
+	char *body = fuzz_copy(data, size, 0);
 	run(body, size, FMT_JSON, &ev_default_limits, 10000, 0);
 	run(body, size, FMT_NDJSON, &ev_default_limits, 10000, 0);
 	run(body, size, FMT_JSON, &tight, 3, 1);

@@ -8,36 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "../../streamer/filter.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-	if (!ok) {
-		fprintf(stderr, "invariant broken: %s\n", what);
-		abort();
-	}
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *s = malloc(size ? size : 1); /* exact size: ASan sees a read past the end */
+	char *s = fuzz_copy(data, size, 0);
 	char err[256];
 	struct filter f;
-	if (!s)
-		return 0;
-	memcpy(s, data, size);
 	err[0] = 0;
 	if (flt_parse(s, size, &f, err, sizeof err) == 0) {
-		check(f.text && strlen(f.text) == size && memcmp(f.text, s, size) == 0, "text kept");
-		check(f.n <= FLT_MAX_CLAUSES, "clause limit");
-		check(flt_is_all(&f) == (size == 0), "only the empty filter matches all");
+		fuzz_check(f.text && strlen(f.text) == size && memcmp(f.text, s, size) == 0, "text kept");
+		fuzz_check(f.n <= FLT_MAX_CLAUSES, "clause limit");
+		fuzz_check(flt_is_all(&f) == (size == 0), "only the empty filter matches all");
 		for (size_t i = 0; i < f.n; i++) {
-			check(f.c[i].key < FK_COUNT, "key in range");
-			check(f.c[i].n >= 1 && f.c[i].n <= FLT_MAX_VALUES, "value count");
+			fuzz_check(f.c[i].key < FK_COUNT, "key in range");
+			fuzz_check(f.c[i].n >= 1 && f.c[i].n <= FLT_MAX_VALUES, "value count");
 			for (size_t j = 0; j < f.c[i].n; j++)
-				check(strlen(f.c[i].v[j].s) == f.c[i].v[j].len, "value length");
+				fuzz_check(strlen(f.c[i].v[j].s) == f.c[i].v[j].len, "value length");
 		}
 		/* an event without fields, and one whose fields are the filter's own
 		 * first values: a positive clause on the second must match. */
@@ -54,12 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		flt_match(&f, &own);
 		if (f.n == 1 && !f.c[0].neg)
-			check(flt_match(&f, &own) == 1, "a one-clause filter matches its own value");
+			fuzz_check(flt_match(&f, &own) == 1, "a one-clause filter matches its own value");
 		flt_free(&f);
 		flt_free(&f); /* freeing twice is safe: flt_free zeroes */
 	} else {
-		check(f.n == 0 && f.c == NULL && f.text == NULL, "a refused filter owns nothing");
-		check(strncmp(err, "offset ", 7) == 0, "error names the offset");
+		fuzz_check(f.n == 0 && f.c == NULL && f.text == NULL, "a refused filter owns nothing");
+		fuzz_check(strncmp(err, "offset ", 7) == 0, "error names the offset");
 	}
 	free(s);
 	return 0;

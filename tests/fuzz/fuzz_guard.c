@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "guard.h"
 
 static struct guard_policy *builtin, *shipped;
 
@@ -46,11 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct guard_ctx ctx[] = {{NULL, NULL}, {"/home/dev", "/home/dev/proj"}, {"/", "/"}};
 	struct guard_verdict v;
-	char *s = malloc(size + 1); /* exact size + NUL: ASan sees a read past the end */
-	if (!s)
-		return 0;
-	memcpy(s, data, size);
-	s[size] = 0;
+	char *s = fuzz_copy(data, size, 1);
 	for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++) {
 		const struct guard_policy *p = i == 1 ? shipped : builtin;
 		well_formed(guard_check_command(p, s, &ctx[i], &v), &v);

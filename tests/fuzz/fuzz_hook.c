@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "ev.h"
 #include "guard.h"
 #include "hookmap.h"
@@ -19,9 +21,6 @@
 #define NOW_MS 1800000000123LL
 #define HOOK_MAX_STRING 16384          /* agent-hook's OBS_HOOK_MAX_STRING default */
 #define HOOK_MAX_EVENT (240 * 1024)    /* agent-hook's MAX_EVENT_BYTES */
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct guard_policy *policy;
 
@@ -92,11 +91,7 @@ static void finish(cJSON *ev, size_t max_string, size_t max_bytes)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *input = malloc(size + 1);
-	if (!input)
-		return 0;
-	memcpy(input, data, size);
-	input[size] = 0; /* read_stdin terminates the buffer */
+	char *input = fuzz_copy(data, size, 1); /* read_stdin terminates the buffer */
 
 	/* agent-hook */
 	struct hook_opts o = {"claude-code", "agent-hook", NOW_MS};

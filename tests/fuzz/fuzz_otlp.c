@@ -9,22 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
+
 #include "ev.h"
 #include "hookmap.h"
 #include "otlp.h"
 
 #define NOW_MS 1800000000123LL
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[160];
 	size_t bad, rejected = 0;
-	char *body = malloc(size ? size : 1); /* exact size: ASan sees a read past the end */
-	if (!body)
-		return 0;
-	memcpy(body, data, size);
+	char *body = fuzz_copy(data, size, 0);
 	if (!ev_utf8_valid(body, size, &bad))
 		goto out;
 	cJSON *req = cJSON_ParseWithLength(body, size);
