@@ -3,7 +3,9 @@
  * agent-hook and the collector's POST /hooks/claude-code. Also: the
  * PreToolUse decision answer, the last pass before sending (redaction,
  * UTF-8 repair, size limits), and token usage from transcript JSONL.
- * Pure functions over caller-owned cJSON trees; thread-safe. */
+ * Pure functions over caller-owned cJSON trees (hook_transcript_messages
+ * also reads the clock, to drop times POST /transcripts would refuse);
+ * thread-safe. */
 #ifndef HOOKMAP_H
 #define HOOKMAP_H
 
