@@ -4,7 +4,8 @@
  * cJSON parse, common/hookmap.c hook_map, on PreToolUse the guard
  * guard_check_tool and the deny decision, then hook_finish) and the
  * collector's (collector/hooks_http.c prepare_hook: an object only, then
- * hook_finish and ev_normalise_print). What hook_finish returns is what the
+ * hook_finish and ev_normalise_print); and hook_finish once more with tight
+ * limits, to reach its shrinking rounds. What hook_finish returns is what the
  * collector receives: it must be valid UTF-8 within the size asked for, and
  * an event the collector accepts; anything else aborts. */
 #include <stdint.h>
@@ -63,15 +64,16 @@ static void guard(cJSON *ev, const char *home)
 	cJSON_free(d);
 }
 
-/* hook_finish's result must be an event the collector accepts. */
-static void finish(cJSON *ev, size_t max_string, size_t max_bytes)
+/* hook_finish's result must be an event the collector accepts, within
+ * max_bytes unless hard is 0 (a tiny limit the envelope alone can pass). */
+static void finish(cJSON *ev, size_t max_string, size_t max_bytes, int hard)
 {
 	size_t len, bad;
 	struct ev_error err;
 	char *s = hook_finish(ev, max_string, max_bytes, &len);
 	if (!s)
 		abort();
-	if (len != strlen(s) || len > max_bytes || !ev_utf8_valid(s, len, &bad)) {
+	if (len != strlen(s) || (hard && len > max_bytes) || !ev_utf8_valid(s, len, &bad)) {
 		fprintf(stderr, "hook_finish: %zu bytes (limit %zu), UTF-8 %d\n", len, max_bytes,
 		        ev_utf8_valid(s, len, &bad));
 		abort();
@@ -106,7 +108,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (!strcmp(type, "PreToolUse"))
 		guard(ev, "/home/dev");
-	finish(ev, HOOK_MAX_STRING, HOOK_MAX_EVENT);
+	cJSON *small = cJSON_Duplicate(ev, 1);
+	finish(ev, HOOK_MAX_STRING, HOOK_MAX_EVENT, 1);
+	/* tight limits: every shrinking round of hook_finish on small inputs */
+	if (small)
+		finish(small, 256, 1024, 0);
+	cJSON_Delete(small);
 	cJSON_Delete(ev);
 	cJSON_Delete(in);
 
@@ -120,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (!strcmp(str_at(ev, "event_type"), "PreToolUse"))
 			guard(ev, NULL);
-		finish(ev, 64 * 1024, 256 * 1024 - 1024);
+		finish(ev, 64 * 1024, 256 * 1024 - 1024, 1);
 		cJSON_Delete(ev);
 	}
 	cJSON_Delete(in);
