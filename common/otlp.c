@@ -118,7 +118,8 @@ static char *take_str(cJSON *attrs, const char *key)
 	return s;
 }
 
-/* Nanoseconds since the epoch (string or number) -> ms; 0 when absent. */
+/* Nanoseconds since the epoch (string or number) -> ms; 0 when absent, or
+ * beyond what int64 ms can hold (the caller then tries another time). */
 static int64_t nanos_ms(const cJSON *v)
 {
 	double d = 0;
@@ -126,7 +127,8 @@ static int64_t nanos_ms(const cJSON *v)
 		d = strtod(v->valuestring, NULL);
 	else if (cJSON_IsNumber(v))
 		d = v->valuedouble;
-	return d > 0 && isfinite(d) ? (int64_t)(d / 1e6) : 0;
+	d /= 1e6;
+	return d > 0 && d < 9e18 ? (int64_t)d : 0; /* also false for NaN and inf */
 }
 
 static void uuid_of(const char *text, char out[37])

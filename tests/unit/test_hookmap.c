@@ -546,6 +546,18 @@ static void test_otlp(void **state)
 	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "timestamp"), "2026-11-23T10:40:00.000Z");
 	cJSON_Delete(req);
 	cJSON_Delete(out);
+	/* found by fuzz_otlp: a time beyond int64 ms was converted anyway
+	 * (undefined behaviour); now it is no time, and observedTimeUnixNano counts */
+	out = cJSON_CreateArray();
+	req = cJSON_Parse("{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":["
+	                  "{\"timeUnixNano\":\"17954304001230000777777777777777777777777700\","
+	                  "\"observedTimeUnixNano\":1795430400456000000},"
+	                  "{\"timeUnixNano\":1e300,\"observedTimeUnixNano\":\"1e30\"}]}]}]}");
+	assert_int_equal(otlp_logs_to_events(req, NOW, out, &rejected, err, sizeof err), 0);
+	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "timestamp"), "2026-11-23T10:40:00.456Z");
+	assert_string_equal(s(cJSON_GetArrayItem(out, 1), "timestamp"), "2026-11-23T10:40:00.000Z");
+	cJSON_Delete(req);
+	cJSON_Delete(out);
 }
 
 int main(void)
