@@ -558,6 +558,25 @@ static void test_otlp(void **state)
 	assert_string_equal(s(cJSON_GetArrayItem(out, 1), "timestamp"), "2026-11-23T10:40:00.000Z");
 	cJSON_Delete(req);
 	cJSON_Delete(out);
+	/* found by fuzz_otlp: a duration or cost beyond the event contract's
+	 * limits made an event the collector refused, losing the record; now the
+	 * value stays an attribute in the payload */
+	out = cJSON_CreateArray();
+	req = cJSON_Parse("{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[{"
+	                  "\"body\":{\"stringValue\":\"claude_code.api_request\"},\"attributes\":["
+	                  "{\"key\":\"duration_ms\",\"value\":{\"doubleValue\":4.4e70}},"
+	                  "{\"key\":\"cost_usd\",\"value\":{\"stringValue\":\"5e9\"}},"
+	                  "{\"key\":\"input_tokens\",\"value\":{\"intValue\":\"12\"}}]}]}]}]}");
+	assert_int_equal(otlp_logs_to_events(req, NOW, out, &rejected, err, sizeof err), 0);
+	cJSON *big = cJSON_GetArrayItem(out, 0);
+	assert_null(cJSON_GetObjectItem(big, "latency_ms"));
+	assert_null(cJSON_GetObjectItem(big, "cost_usd"));
+	assert_true(num(cJSON_GetObjectItem(big, "tokens"), "input") == 12);
+	assert_true(num(cJSON_GetObjectItem(big, "payload"), "duration_ms") == 4.4e70);
+	assert_string_equal(s(big, "payload.cost_usd"), "5e9");
+	assert_normalises(big);
+	cJSON_Delete(req);
+	cJSON_Delete(out);
 }
 
 int main(void)
