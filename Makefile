@@ -25,7 +25,7 @@ DAEMONS     = collector processor streamer alerter
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
 UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit bench run up down status clean format
+.PHONY: all deps test unit bench run up down status clean format fuzz fuzz-build
 all: $(BUILD)/libcommon.a $(DAEMONS:%=$(BUILD)/%)
 
 # Rebuild everything when the compiler flags change (e.g. SANITIZE=...).
@@ -96,11 +96,55 @@ $(WEB)/dist/index.html: $(WEB_SRC)
 
 unit: $(UNIT_BIN)
 
+# Fuzzing (issue 7): libFuzzer targets built with clang, ASan and UBSan, from
+# tests/fuzz/fuzz_<name>.c plus the project code each one drives. They link
+# their own copy of common/ (instrumented) in $(BUILD)/fuzz/. `make fuzz` runs
+# each for FUZZ_SECONDS on a copy of its seed corpus (tests/fuzz/corpus/<name>)
+# and fails on any crash or sanitizer report (the input is kept in
+# $(BUILD)/fuzz/crashes/<name>/). `make test` replays the corpus and the
+# regression inputs (tests/fuzz/regress/<name>) and fuzzes each briefly.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -std=c17 -Wall -Wextra -Werror \
+                -D_GNU_SOURCE -pthread -Icommon -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_NAMES    = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN      = $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_COMMON   = $(COMMON_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
+
+$(BUILD)/fuzz/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
+
+$(BUILD)/fuzz/obj/%.o: %.c $(BUILD)/fuzz/.flags
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/libcommon.a: $(FUZZ_COMMON)
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/obj/tests/fuzz/fuzz_%.o $(BUILD)/fuzz/libcommon.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $(filter %.o,$^) \
+		$(BUILD)/fuzz/libcommon.a $(LDLIBS)
+
+# The project code each target drives, besides common/.
+$(BUILD)/fuzz/fuzz_event: $(BUILD)/fuzz/obj/collector/ingest.o
+$(BUILD)/fuzz/fuzz_filter: $(BUILD)/fuzz/obj/streamer/filter.o
+$(BUILD)/fuzz/fuzz_rules: $(BUILD)/fuzz/obj/alerter/rules.o
+$(BUILD)/fuzz/fuzz_transcript: $(BUILD)/fuzz/obj/collector/transcript.o
+
+.PRECIOUS: $(BUILD)/fuzz/obj/%.o
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_NAMES)
+
 deps:
 	@deploy/local/install-deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit fuzz-build
 	@BUILD=$(BUILD) tests/run.sh
 
 bench: deps
@@ -127,4 +171,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)

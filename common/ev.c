@@ -31,6 +31,14 @@ static const struct {
 };
 #define N_STR_FIELDS (sizeof str_fields / sizeof str_fields[0])
 
+size_t ev_str_field_max(const char *name)
+{
+	for (size_t i = 0; name && i < N_STR_FIELDS; i++)
+		if (!strcmp(str_fields[i].name, name))
+			return str_fields[i].max;
+	return 0;
+}
+
 /* Canonical token keys and the aliases Claude Code and OTLP use. */
 static const char *const token_keys[4] = {"input", "output", "cache_read", "cache_creation"};
 static const char *const token_alias[4] = {"input_tokens", "output_tokens",

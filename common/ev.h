@@ -41,6 +41,10 @@ int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
 int ev_print(const cJSON *obj, const struct ev_limits *lim, char **out, size_t *len,
              struct ev_error *err);
 
+/* Byte limit of an optional top-level string field ("session_id": 256), 0
+ * for a name that has none. */
+size_t ev_str_field_max(const char *name);
+
 /* Validate and normalise, then ev_print. */
 int ev_normalise_print(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
                        char **out, size_t *len, struct ev_error *err);

@@ -191,9 +191,10 @@ struct fin {
 	int cut; /* anything truncated or dropped */
 };
 
-/* Valid UTF-8 copy (bad bytes -> U+FFFD), cut to max bytes plus a marker.
+/* Valid UTF-8 copy (bad bytes -> U+FFFD), cut to max bytes plus a marker
+ * (mark), or to at most max bytes in all (!mark: a field with a hard limit).
  * NULL when s is fine as is. */
-static char *fix_text(const char *s, size_t max, int *cut)
+static char *fix_text(const char *s, size_t max, int mark, int *cut)
 {
 	size_t n = strlen(s), bad;
 	int valid = ev_utf8_valid(s, n, &bad);
@@ -229,8 +230,8 @@ static char *fix_text(const char *s, size_t max, int *cut)
 	size_t keep = max;
 	while (keep > 0 && ((unsigned char)t[keep] & 0xC0) == 0x80)
 		keep--;
-	char tail[64];
-	int tl = snprintf(tail, sizeof tail, "\xE2\x80\xA6[truncated %zu bytes]", tn - keep);
+	char tail[64] = "";
+	int tl = mark ? snprintf(tail, sizeof tail, "\xE2\x80\xA6[truncated %zu bytes]", tn - keep) : 0;
 	char *out = malloc(keep + (size_t)tl + 1);
 	if (out) {
 		memcpy(out, t, keep);
@@ -272,7 +273,7 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 		}
 		if (is_obj && c->string && !(c->type & cJSON_StringIsConst)) {
 			int dummy = 0;
-			char *k = fix_text(c->string, 256, &dummy);
+			char *k = fix_text(c->string, 256, 1, &dummy);
 			if (k) {
 				size_t kl = strlen(k) + 1;
 				char *nk = cJSON_malloc(kl);
@@ -286,7 +287,11 @@ static void fix_tree(cJSON *node, int depth, struct fin *f)
 			}
 		}
 		if (cJSON_IsString(c) && c->valuestring) {
-			char *s = fix_text(c->valuestring, f->max_string, &f->cut);
+			/* the event's own fields (session_id ...) have hard limits, and a
+			 * repair (1 bad byte -> 3) or a redaction marker can go past them */
+			size_t hard = depth == 1 && is_obj ? ev_str_field_max(c->string) : 0;
+			char *s = hard && hard <= f->max_string ? fix_text(c->valuestring, hard, 0, &f->cut)
+			                                         : fix_text(c->valuestring, f->max_string, 1, &f->cut);
 			if (s) {
 				cJSON_SetValuestring(c, s);
 				free(s);
@@ -532,6 +537,13 @@ static void content_text(struct tb *b, const cJSON *content)
 	}
 }
 
+/* 1 for valid UTF-8 of at most max bytes (what POST /transcripts takes). */
+static int short_text(const char *s, size_t max)
+{
+	size_t n = strlen(s), bad;
+	return n <= max && ev_utf8_valid(s, n, &bad);
+}
+
 /* One transcript line -> a message (NULL: not a user/assistant line);
  * *h gets the response hash when the line carried usage (0 otherwise). */
 static cJSON *line_message(const char *line, size_t n, const struct hook_seen *seen, size_t max_text,
@@ -553,7 +565,7 @@ static cJSON *line_message(const char *line, size_t n, const struct hook_seen *s
 	content_text(&text, cJSON_GetObjectItemCaseSensitive(msg, "content"));
 	cJSON *m = cJSON_CreateObject();
 	const char *v;
-	if ((v = str_of(o, "uuid")) && strlen(v) <= 128)
+	if ((v = str_of(o, "uuid")) && short_text(v, 128))
 		cJSON_AddStringToObject(m, "uuid", v);
 	cJSON_AddStringToObject(m, "role", !strcmp(type, "user") ? "user" : "assistant");
 	if (text.p) {
@@ -574,11 +586,15 @@ static cJSON *line_message(const char *line, size_t n, const struct hook_seen *s
 		free(r);
 	}
 	free(text.p);
-	if ((v = str_of(o, "timestamp")))
+	/* a time the collector refuses would cost the whole batch: without
+	 * one, it uses its receive time */
+	int64_t t;
+	if ((v = str_of(o, "timestamp")) && short_text(v, 64) && !ev_parse_iso8601(v, &t) &&
+	    t >= 946684800000LL && t <= ev_now_ms() + 86400000LL)
 		cJSON_AddStringToObject(m, "timestamp", v);
 	if (!strcmp(type, "assistant")) {
 		const char *model = str_of(msg, "model");
-		if (model && model[0] != '<')
+		if (model && model[0] != '<' && short_text(model, 128))
 			cJSON_AddStringToObject(m, "model", model);
 		const cJSON *usage = cJSON_GetObjectItemCaseSensitive(msg, "usage");
 		if (cJSON_IsObject(usage)) {

@@ -3,7 +3,9 @@
  * agent-hook and the collector's POST /hooks/claude-code. Also: the
  * PreToolUse decision answer, the last pass before sending (redaction,
  * UTF-8 repair, size limits), and token usage from transcript JSONL.
- * Pure functions over caller-owned cJSON trees; thread-safe. */
+ * Pure functions over caller-owned cJSON trees (hook_transcript_messages
+ * also reads the clock, to drop times POST /transcripts would refuse);
+ * thread-safe. */
 #ifndef HOOKMAP_H
 #define HOOKMAP_H
 
@@ -86,6 +88,9 @@ size_t hook_transcript_scan(const char *buf, size_t len, struct hook_seen *seen,
  * appended to the array `out`. text joins the text blocks, tool calls
  * ("[tool_use Bash] {...}") and tool results, redacted and cut at
  * max_text bytes; tokens only on the first line of an API response (`seen`).
+ * uuid, model and timestamp are passed on only when POST /transcripts takes
+ * them (valid UTF-8 within its limits; a time from 2000 to now + 24 h), so
+ * one odd line cannot cost the whole batch.
  * Stops before max_messages messages or max_bytes of JSON. Returns the bytes
  * consumed: everything up to the last line taken (or skipped). */
 size_t hook_transcript_messages(const char *buf, size_t len, struct hook_seen *seen,

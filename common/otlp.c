@@ -86,8 +86,10 @@ static cJSON *attrs_of(const cJSON *list)
 	return o;
 }
 
-/* A number attribute (number or numeric string), detached from attrs. */
-static int take_num(cJSON *attrs, const char *key, double *out)
+/* A number attribute (number or numeric string) in [0, max], detached from
+ * attrs. Anything else stays in attrs (and so in the payload): a value the
+ * event contract refuses must not cost the whole record. */
+static int take_num(cJSON *attrs, const char *key, double max, double *out)
 {
 	cJSON *v = cJSON_GetObjectItemCaseSensitive(attrs, key);
 	double d;
@@ -101,7 +103,7 @@ static int take_num(cJSON *attrs, const char *key, double *out)
 	} else {
 		return 0;
 	}
-	if (!isfinite(d) || d < 0)
+	if (!(d >= 0 && d <= max)) /* also false for NaN */
 		return 0;
 	cJSON_DeleteItemFromObjectCaseSensitive(attrs, key);
 	*out = d;
@@ -118,7 +120,8 @@ static char *take_str(cJSON *attrs, const char *key)
 	return s;
 }
 
-/* Nanoseconds since the epoch (string or number) -> ms; 0 when absent. */
+/* Nanoseconds since the epoch (string or number) -> ms; 0 when absent, or
+ * beyond what int64 ms can hold (the caller then tries another time). */
 static int64_t nanos_ms(const cJSON *v)
 {
 	double d = 0;
@@ -126,7 +129,8 @@ static int64_t nanos_ms(const cJSON *v)
 		d = strtod(v->valuestring, NULL);
 	else if (cJSON_IsNumber(v))
 		d = v->valuedouble;
-	return d > 0 && isfinite(d) ? (int64_t)(d / 1e6) : 0;
+	d /= 1e6;
+	return d > 0 && d < 9e18 ? (int64_t)d : 0; /* also false for NaN and inf */
 }
 
 static void uuid_of(const char *text, char out[37])
@@ -209,7 +213,7 @@ static cJSON *record_event(const cJSON *rec, const cJSON *res_attrs, const char 
 		free(s);
 	}
 	double d;
-	if (take_num(attrs, "duration_ms", &d))
+	if (take_num(attrs, "duration_ms", 1e10, &d)) /* the limits of ev_normalise */
 		cJSON_AddNumberToObject(ev, "latency_ms", d);
 
 	const char *base = !strncmp(name, "claude_code.", 12) ? name + 12 : name;
@@ -218,13 +222,13 @@ static cJSON *record_event(const cJSON *rec, const cJSON *res_attrs, const char 
 			{"cache_read_tokens", "cache_read"}, {"cache_creation_tokens", "cache_creation"}};
 		cJSON *tok = cJSON_CreateObject();
 		for (int i = 0; i < 4; i++)
-			if (take_num(attrs, keys[i][0], &d) && d == floor(d) && d < 1e15)
+			if (take_num(attrs, keys[i][0], 1e15, &d) && d == floor(d))
 				cJSON_AddNumberToObject(tok, keys[i][1], d);
 		if (tok->child)
 			cJSON_AddItemToObject(ev, "tokens", tok);
 		else
 			cJSON_Delete(tok);
-		if (take_num(attrs, "cost_usd", &d))
+		if (take_num(attrs, "cost_usd", 1e9, &d))
 			cJSON_AddNumberToObject(ev, "cost_usd", d);
 		cJSON_AddStringToObject(ev, "status", "success");
 	} else if (!strcmp(base, "api_error")) {

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# run.sh -- `make test`: every cmocka unit test binary in build/tests, then the
+# run.sh -- `make test`: every cmocka unit test binary in build/tests, each
+# fuzz target (build/fuzz: its seed corpus and regression inputs, then
+# FUZZ_TEST_SECONDS of fuzzing; one pass or failure each), then the
 # integration tests (real redis-server and postgres on throwaway ports), then
 # one final line "N passed, N failed". Exits non-zero on any failure.
 set -uo pipefail
@@ -19,6 +21,17 @@ for t in "$BUILD"/tests/test_*; do
 	fail=$((fail + ${f:-0}))
 	if [ "$status" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
 		echo "unit test binary $t exited with status $status"
+		fail=$((fail + 1))
+	fi
+done
+
+# A missing fuzz binary is a failure, not a skip (install-deps installs clang).
+for f in tests/fuzz/fuzz_*.c; do
+	name=${f#tests/fuzz/fuzz_}
+	name=${name%.c}
+	if BUILD=$BUILD FUZZ_SECONDS=${FUZZ_TEST_SECONDS:-10} FUZZ_QUIET=1 tests/fuzz/run.sh "$name"; then
+		pass=$((pass + 1))
+	else
 		fail=$((fail + 1))
 	fi
 done

@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
 	build-essential pkg-config
+	clang libclang-rt-dev  # make fuzz: libFuzzer + ASan/UBSan runtimes (libclang_rt.fuzzer, a Recommends of clang)
 	libmicrohttpd-dev libhiredis-dev libpq-dev libcjson-dev libwebsockets-dev
 	libyaml-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
 	redis-server         # redis-server, redis-cli

@@ -274,6 +274,28 @@ static void test_finish(void **state)
 	assert_normalises(ev);
 	cJSON_free(out);
 	cJSON_Delete(ev);
+
+	/* found by fuzz_hook: hook_map cuts session_id at 256 bytes, but repairing
+	 * its bad bytes (1 -> 3 bytes each) made it longer than the collector's
+	 * limit, which then refused the event. The fields keep their limits. */
+	char bad_id[300];
+	memset(bad_id, 0, sizeof bad_id);
+	memset(bad_id, 0xff, 200);
+	cJSON *in = cJSON_CreateObject();
+	cJSON_AddStringToObject(in, "hook_event_name", "Stop");
+	cJSON_AddStringToObject(in, "session_id", bad_id);
+	cJSON_AddStringToObject(in, "tool_name", bad_id);
+	ev = hook_map(in, NULL, &opts);
+	cJSON_Delete(in);
+	out = hook_finish(ev, 16384, 240 * 1024, &len);
+	assert_true(ev_utf8_valid(out, len, &bad));
+	assert_true(strlen(s(ev, "session_id")) <= 256);
+	assert_true(strlen(s(ev, "session_id")) > 250); /* cut, not dropped */
+	assert_true(strlen(s(ev, "tool")) <= 256);
+	assert_non_null(strstr(out, "\"truncated\":true"));
+	assert_normalises(ev);
+	cJSON_free(out);
+	cJSON_Delete(ev);
 }
 
 static const char *line(char *buf, size_t n, const char *mid, const char *rid, int in, int out, const char *model)
@@ -388,6 +410,40 @@ static void test_transcript_messages(void **state)
 	const char *rest = text + used;
 	assert_int_equal(strncmp(rest, "{\"type\":\"user\",\"uuid\":\"u-2\"", 26), 0);
 	cJSON_Delete(out);
+
+	/* found by fuzz_transcript: a field POST /transcripts refuses (bad UTF-8,
+	 * too long, a time it cannot read or out of range) cost the whole batch;
+	 * now the message goes without it */
+	char model[200];
+	memset(model, 'm', sizeof model - 1);
+	model[sizeof model - 1] = 0;
+	snprintf(text, sizeof text,
+	         "{\"type\":\"user\",\"uuid\":\"u-\xff\",\"timestamp\":\"2026-1\xce\xcc-23T10:00:00Z\","
+	         "\"message\":{\"role\":\"user\",\"content\":\"one\"}}\n"
+	         "{\"type\":\"user\",\"uuid\":\"u-4\",\"timestamp\":\"2199-01-01T00:00:00Z\","
+	         "\"message\":{\"role\":\"user\",\"content\":\"two\"}}\n"
+	         "{\"type\":\"assistant\",\"uuid\":\"a-5\",\"timestamp\":\"yesterday\","
+	         "\"message\":{\"model\":\"%s\",\"content\":\"three\"}}\n"
+	         "{\"type\":\"assistant\",\"uuid\":\"a-6\",\"timestamp\":\"2026-11-23T10:00:00Z\","
+	         "\"message\":{\"model\":\"claude-x\",\"content\":\"four\"}}\n",
+	         model);
+	memset(&seen, 0, sizeof seen);
+	out = cJSON_CreateArray();
+	assert_int_equal(hook_transcript_messages(text, strlen(text), &seen, 100, 1 << 20, 1000, out),
+	                 strlen(text));
+	assert_int_equal(cJSON_GetArraySize(out), 4);
+	cJSON *m0 = cJSON_GetArrayItem(out, 0), *m1 = cJSON_GetArrayItem(out, 1),
+	      *m2 = cJSON_GetArrayItem(out, 2), *m3 = cJSON_GetArrayItem(out, 3);
+	assert_null(s(m0, "uuid"));
+	assert_null(s(m0, "timestamp"));
+	assert_string_equal(s(m0, "text"), "one");
+	assert_string_equal(s(m1, "uuid"), "u-4");
+	assert_null(s(m1, "timestamp"));
+	assert_null(s(m2, "model"));
+	assert_null(s(m2, "timestamp"));
+	assert_string_equal(s(m3, "model"), "claude-x");
+	assert_string_equal(s(m3, "timestamp"), "2026-11-23T10:00:00Z");
+	cJSON_Delete(out);
 }
 
 /* ---------- OTLP ---------- */
@@ -488,6 +544,37 @@ static void test_otlp(void **state)
 	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "event_type"), "custom.thing");
 	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "source_app"), "otlp");
 	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "timestamp"), "2026-11-23T10:40:00.000Z");
+	cJSON_Delete(req);
+	cJSON_Delete(out);
+	/* found by fuzz_otlp: a time beyond int64 ms was converted anyway
+	 * (undefined behaviour); now it is no time, and observedTimeUnixNano counts */
+	out = cJSON_CreateArray();
+	req = cJSON_Parse("{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":["
+	                  "{\"timeUnixNano\":\"17954304001230000777777777777777777777777700\","
+	                  "\"observedTimeUnixNano\":1795430400456000000},"
+	                  "{\"timeUnixNano\":1e300,\"observedTimeUnixNano\":\"1e30\"}]}]}]}");
+	assert_int_equal(otlp_logs_to_events(req, NOW, out, &rejected, err, sizeof err), 0);
+	assert_string_equal(s(cJSON_GetArrayItem(out, 0), "timestamp"), "2026-11-23T10:40:00.456Z");
+	assert_string_equal(s(cJSON_GetArrayItem(out, 1), "timestamp"), "2026-11-23T10:40:00.000Z");
+	cJSON_Delete(req);
+	cJSON_Delete(out);
+	/* found by fuzz_otlp: a duration or cost beyond the event contract's
+	 * limits made an event the collector refused, losing the record; now the
+	 * value stays an attribute in the payload */
+	out = cJSON_CreateArray();
+	req = cJSON_Parse("{\"resourceLogs\":[{\"scopeLogs\":[{\"logRecords\":[{"
+	                  "\"body\":{\"stringValue\":\"claude_code.api_request\"},\"attributes\":["
+	                  "{\"key\":\"duration_ms\",\"value\":{\"doubleValue\":4.4e70}},"
+	                  "{\"key\":\"cost_usd\",\"value\":{\"stringValue\":\"5e9\"}},"
+	                  "{\"key\":\"input_tokens\",\"value\":{\"intValue\":\"12\"}}]}]}]}]}");
+	assert_int_equal(otlp_logs_to_events(req, NOW, out, &rejected, err, sizeof err), 0);
+	cJSON *big = cJSON_GetArrayItem(out, 0);
+	assert_null(cJSON_GetObjectItem(big, "latency_ms"));
+	assert_null(cJSON_GetObjectItem(big, "cost_usd"));
+	assert_true(num(cJSON_GetObjectItem(big, "tokens"), "input") == 12);
+	assert_true(num(cJSON_GetObjectItem(big, "payload"), "duration_ms") == 4.4e70);
+	assert_string_equal(s(big, "payload.cost_usd"), "5e9");
+	assert_normalises(big);
 	cJSON_Delete(req);
 	cJSON_Delete(out);
 }
