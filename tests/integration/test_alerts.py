@@ -11,16 +11,13 @@ alert still reaches on-call), SIGHUP reload keeping window state, --check.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 import urllib.parse
 import uuid
 
-from harness import BUILD, ROOT, Stack, free_port, request, wait_for
-
-AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+from harness import AM_BIN, BUILD, ROOT, Stack, free_port, request, wait_for
 
 RULES = """
 rules:
@@ -56,42 +53,10 @@ class Alerts:
             f.write(RULES % {"window": window, "threshold": threshold})
 
     def start_am(self):
-        cfg = os.path.join(self.st.dir, "alertmanager.yml")
-        with open(cfg, "w") as f:
-            f.write("""
-route:
-  receiver: oncall
-  group_by: [alertname, session_id]
-  group_wait: 100ms
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: oncall
-    webhook_configs:
-      - url: http://127.0.0.1:%d/alertmanager
-        send_resolved: true
-""" % self.sink_port)
-        log = open(os.path.join(self.st.dir, "alertmanager.log"), "ab")
-        self.st.logs["alertmanager"] = log.name
-        self.st.procs["alertmanager"] = subprocess.Popen(
-            [AM_BIN, "--config.file=" + cfg, "--storage.path=" + os.path.join(self.st.dir, "am"),
-             "--web.listen-address=127.0.0.1:%d" % self.am_port, "--cluster.listen-address="],
-            stdout=log, stderr=log, cwd=self.st.dir)
-        wait_for(lambda: self.am_ready(), 20, what="alertmanager ready")
-
-    def am_ready(self):
-        try:
-            return request(self.am_port, "GET", "/-/ready", timeout=1)[0] == 200
-        except OSError:
-            return False
+        self.st.start_alertmanager(self.am_port, self.sink_port)
 
     def start_sink(self):
-        log = open(os.path.join(self.st.dir, "oncall.log"), "ab")
-        self.st.logs["oncall"] = log.name
-        self.st.procs["oncall"] = subprocess.Popen(
-            ["python3", os.path.join(ROOT, "deploy", "local", "oncall_sink.py"), "--port",
-             str(self.sink_port), "--out", self.oncall], stdout=log, stderr=log)
-        wait_for(lambda: self.st._healthy(self.sink_port), 10, what="on-call sink")
+        self.st.start_oncall_sink(self.sink_port, self.oncall)
 
     def start_alerter(self):
         self.st.start("alerter", wait_port=self.alerter_port,
