@@ -45,9 +45,10 @@ def sid_key(sid):
 
 class Pipeline:
     """Stack plus streamer, alerter, Alertmanager and the on-call sink; keeps
-    each daemon's environment so that a killed daemon restarts the same way."""
+    each daemon's environment so that a killed daemon restarts the same way.
+    The alerter runs `rules` (default: ALERT_RULES)."""
 
-    def __init__(self, name):
+    def __init__(self, name, rules=None):
         self.st = Stack(name)
         st = self.st
         st.streamer_port = free_port()
@@ -55,9 +56,10 @@ class Pipeline:
         self.am_port = free_port()
         self.sink_port = free_port()
         self.oncall = os.path.join(st.dir, "oncall.jsonl")
-        self.rules = os.path.join(st.dir, "alerts.yaml")
-        with open(self.rules, "w") as f:
-            f.write(ALERT_RULES)
+        self.rules = rules or os.path.join(st.dir, "alerts.yaml")
+        if not rules:
+            with open(self.rules, "w") as f:
+                f.write(ALERT_RULES)
         self.port = {"collector": st.collector_port, "processor": st.processor_port,
                      "streamer": st.streamer_port, "alerter": st.alerter_port}
         self.denv = {

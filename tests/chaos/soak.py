@@ -1,7 +1,7 @@
 """soak.py -- `make soak`: SOAK_MINUTES (30) at SOAK_RATE (1,000) events/s
 on the whole stack with 100 WebSocket clients (each watching one of the 100
 sessions the load spreads over; one event in 1,000 is a blocked command, one
-in 20 a failure, so the alerter fires too).
+in 20 a failure, so the alerter, running config/alerts.yaml, fires too).
 
 Every SOAK_SAMPLE_S (10) seconds it samples the RSS of every daemon and
 prints a row. Fails when: a daemon's RSS keeps growing (mean of the last
@@ -13,6 +13,7 @@ with SIGTERM at the end, so LeakSanitizer runs); a daemon dies or exits
 non-zero; an acknowledged event is not stored exactly once; a WebSocket
 client misses an event or is dropped.
 """
+import json
 import os
 import selectors
 import signal
@@ -21,9 +22,8 @@ import time
 import uuid
 
 from pipeline import DAEMONS, Pipeline, rss_kb, say
-from harness import BUILD, Loader, wait_for
+from harness import BUILD, ROOT, Loader, wait_for
 from wsclient import WS, OP_CLOSE, OP_PING, OP_TEXT, frame, flatten
-import json
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = int(os.environ.get("SOAK_RATE", "1000"))
@@ -112,7 +112,7 @@ def main():
         say("VIOLATION: " + msg)
 
     san = sanitized()
-    p = Pipeline("soak")
+    p = Pipeline("soak", rules=os.path.join(ROOT, "config", "alerts.yaml"))
     st = p.st
     samples = []  # (t, {daemon: rss kB})
     try:
