@@ -64,6 +64,7 @@ $(BUILD)/tests/test_prices: $(BUILD)/obj/processor/prices.o
 # alerter (issue 4): the rule loader and the window/condition logic are unit-tested.
 $(BUILD)/tests/test_rules: $(BUILD)/obj/alerter/rules.o
 $(BUILD)/tests/test_eval: $(BUILD)/obj/alerter/rules.o $(BUILD)/obj/alerter/eval.o
+$(BUILD)/tests/test_seen: $(BUILD)/obj/alerter/seen.o
 
 # agent-hook (issue 5) starts once per hook event, so it loads as few shared
 # libraries as it can: libyaml and libm are linked statically, and libcurl

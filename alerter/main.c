@@ -101,10 +101,11 @@ static struct held {
 } *held;
 static size_t nheld, capheld;
 static uint64_t batch_seq; /* highest sequence queued while evaluating a batch */
+static struct seen *seen;  /* ids evaluated lately: a re-sent event counts once */
 
 static struct {
 	struct met_registry *reg;
-	struct met_series *events, *invalid, *evaluations, *loaded, *fired, *resolved, *groups,
+	struct met_series *events, *duplicates, *invalid, *evaluations, *loaded, *fired, *resolved, *groups,
 		*evicted, *dropped_samples, *redis_errors;
 	struct met_family *firing, *reloads;
 	uint64_t last_eval, last_fired, last_resolved, last_evicted, last_dropped;
@@ -124,6 +125,8 @@ static void setup_metrics(void)
 {
 	struct met_registry *g = m.reg;
 	m.events = met_series(met_counter(g, "agent_obs_alerter_events_total", "Stream entries evaluated", NULL));
+	m.duplicates = met_series(met_counter(g, "agent_obs_alerter_events_duplicate_total",
+	                                      "Events seen before (same id, e.g. a client retry): skipped", NULL));
 	m.invalid = met_series(met_counter(g, "agent_obs_alerter_events_invalid_total",
 	                                   "Stream entries that are not valid events (skipped)", NULL));
 	m.evaluations = met_series(met_counter(g, "agent_obs_alerter_rule_evaluations_total",
@@ -344,7 +347,12 @@ static int process(struct rs_batch *b, int reread)
 			       "problem", ee.problem, NULL);
 			continue;
 		}
-		engine_event(eng, &row, ev_now_ms());
+		if (seen_check_add(seen, row.id)) {
+			met_inc(m.duplicates, 1);
+			log_kv(LOG_DEBUG, "skipping an event evaluated before", "id", row.id, "stream_id", e->id, NULL);
+		} else {
+			engine_event(eng, &row, ev_now_ms());
+		}
 		ev_row_free(&row);
 	}
 	met_inc(m.events, (double)nids);
@@ -372,6 +380,11 @@ static void claim(void)
 		                 (long)cf.batch_max, next, &b, err, sizeof err) < 0) {
 			redis_failed("XAUTOCLAIM failed", err);
 			break;
+		}
+		if (b.n) {
+			char cnt[24];
+			snprintf(cnt, sizeof cnt, "%zu", b.n);
+			log_kv(LOG_INFO, "claimed entries idle on a consumer", "count", cnt, NULL);
 		}
 		if (b.n && process(&b, 1))
 			break;
@@ -533,10 +546,11 @@ int main(int argc, char **argv)
 	};
 	struct engine_hooks hooks = {send_note, notifier_delivered, notifier};
 	eng = engine_new(&eo, &hooks);
+	seen = seen_new();
 	admin = admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, err, sizeof err);
-	if (!eng || !admin) {
+	if (!eng || !admin || !seen) {
 		rules_free(rs);
-		log_kv(LOG_ERROR, "start failed", "error", eng ? err : "out of memory", NULL);
+		log_kv(LOG_ERROR, "start failed", "error", eng && seen ? err : "out of memory", NULL);
 		goto out;
 	}
 	install_rules(rs);
@@ -571,6 +585,7 @@ out:
 	notifier_stop(notifier, (long)cf.drain_timeout_ms);
 	admin_stop(admin);
 	engine_free(eng);
+	seen_free(seen);
 	free(held);
 	if (rc)
 		redisFree(rc);

@@ -86,6 +86,14 @@ class Chaos:
         self.steps.append((fault, down, acked, self.load.refused - r0, note))
         say("  back after %.1f s; %d events acknowledged during the step, %d requests refused (503)%s"
             % (down, acked, self.load.refused - r0, "; " + note if note else ""))
+        for d in DAEMONS:
+            proc = self.st.procs[d]
+            if proc.poll() is not None:
+                self.fail("%s died during '%s' (exit %s); restarting it. Log tail:\n%s"
+                          % (d, fault, proc.returncode, self.st.log(d)[-1500:]))
+                self.p.start(d)
+            elif not self.p.healthy(d):
+                self.fail("%s does not answer /healthz after '%s'" % (d, fault))
         for t, what in ((self.load, "load"), (self.alerts, "alert probe"), (self.hooks, "hooks"),
                         (self.ws, "websocket")):
             if t.error:
@@ -282,10 +290,13 @@ class Chaos:
         gap = expect - got
         dup_sids = len(sids) - len(set(sids))
         extra = got - stored
+        resent = len(set(sids)) - len(got)  # distinct stream entries carrying an id already seen
         say("websocket: %d events received over %d reconnects (since=<last id>), %d stored events after "
             "the first one, %d not received, %d stream ids received twice, %d out of order, %d incomplete "
-            "replays, %d received but not stored" % (len(ws.seen), ws.reconnects, len(expect), len(gap),
-                                                    dup_sids, ws.out_of_order, len(ws.incomplete), len(extra)))
+            "replays, %d received but not stored, %d events in the stream twice (re-sent by the client "
+            "after a 503 or a lost answer; stored once)" % (len(ws.seen), ws.reconnects, len(expect), len(gap),
+                                                            dup_sids, ws.out_of_order, len(ws.incomplete),
+                                                            len(extra), resent))
         if ws.reconnects < 1:
             self.fail("the WebSocket client never had to reconnect (streamer kill did not reach it)")
         if gap:
@@ -319,10 +330,13 @@ class Chaos:
         say("alerts: %d blocked commands acknowledged (%d within a Redis kill -9 window), %d firing "
             "notifications at the on-call sink, %d missing, %d fired more than once"
             % (len(acked), len(window), sum(f.values()), len(missing), len(double)))
+        dups = self.st.metrics(self.st.alerter_port).get("agent_obs_alerter_events_duplicate_total", 0)
+        say("  the alerter skipped %d re-sent events (same id) since its last start" % dups)
         if missing:
             self.fail("%d alerts never reached on-call, e.g. %s" % (len(missing), missing[0]))
         if double:
-            self.fail("%d alerts fired more than once, e.g. %s (%d times)" % (len(double), double[0], f[double[0]]))
+            self.fail("%d alerts fired more than once: %s" % (len(double), ", ".join(
+                "%s (%d times)" % (x, f[x]) for x in double[:10])))
         if not missing and not double:
             self.ok("%d alerts, each at the on-call sink exactly once, across 4 alerter kill -9s" % len(expect))
 
@@ -367,6 +381,9 @@ def main():
         try:
             c.report()
         finally:
+            if c.violations:
+                os.environ["OBS_KEEP_TMP"] = "1"  # logs and data for the post-mortem
+                print("logs kept in %s" % c.st.dir)
             c.p.close()
     return 1 if c.violations else 0
 

@@ -70,7 +70,7 @@ class Pipeline:
                         "OBS_ALERTER_ALERTMANAGER_URL": "http://127.0.0.1:%d" % self.am_port,
                         "OBS_ALERTER_EVAL_INTERVAL_MS": 100, "OBS_ALERTER_RESEND_INTERVAL_MS": 1000,
                         "OBS_ALERTER_MIN_FIRING_MS": 1000, "OBS_ALERTER_CLAIM_IDLE_MS": 2000,
-                        "OBS_ALERTER_CLAIM_INTERVAL_MS": 500},
+                        "OBS_ALERTER_CLAIM_INTERVAL_MS": 500, "OBS_LOG_LEVEL": "debug"},
         }
 
     def up(self):
