@@ -271,3 +271,45 @@ def test_events_are_acknowledged_and_processor_unaffected(a):
     # the processor still stores everything
     want = int(a.st.metrics(a.st.collector_port)["agent_obs_events_accepted_total"])
     wait_for(lambda: int(a.st.scalar("SELECT count(*) FROM agent_events")) >= want, 10, what="rows stored")
+
+
+def test_alerter_killed_while_alertmanager_is_down_still_delivers(a):
+    # The entry that fired is acknowledged only once Alertmanager has the
+    # alert: killed before that, the alerter reads it again on restart.
+    session = "crash-" + uuid.uuid4().hex[:8]
+    a.st.kill("alertmanager", signal.SIGTERM)
+    try:
+        failed_before = a.metric("agent_obs_alerter_notifications_failed_total")
+        post_events(a, {"event_type": "PreToolUse", "session_id": session, "tool": "Bash",
+                        "payload": {"blocked": True, "command": "rm -rf ~"}})
+        wait_for(lambda: a.metric("agent_obs_alerter_notifications_failed_total") > failed_before, 10,
+                 what="alert evaluated and its POST refused")
+        assert a.st.redis_raw("XPENDING", "agent_events", "alerter").splitlines()[0] == "1"
+        a.st.kill("alerter", signal.SIGKILL)
+        a.start_alerter()
+    finally:
+        a.start_am()
+    wait_for(lambda: a.notified("DangerousCommandBlocked", session, "firing"), 20, interval=0.1,
+             what="the alert after the alerter's restart")
+    wait_for(lambda: a.st.redis_raw("XPENDING", "agent_events", "alerter").splitlines()[0] == "0", 10,
+             what="entry acknowledged once delivered")
+
+
+def test_event_sent_twice_fires_once(a):
+    # A client that retries after a lost answer sends the same id again: it
+    # is evaluated once, so the resolved alert does not fire a second time.
+    session = "twice-" + uuid.uuid4().hex[:8]
+    ev = {"id": str(uuid.uuid4()), "event_type": "PreToolUse", "session_id": session, "tool": "Bash",
+          "payload": {"blocked": True, "command": "mkfs.ext4 /dev/sda"}}
+    dups = a.metric("agent_obs_alerter_events_duplicate_total")
+    post_events(a, ev)
+    wait_for(lambda: a.notified("DangerousCommandBlocked", session, "resolved"), 20, interval=0.1,
+             what="fired and resolved (hold 2 s)")
+    post_events(a, ev)
+    wait_for(lambda: a.metric("agent_obs_alerter_events_duplicate_total") == dups + 1, 10,
+             what="the second copy skipped")
+    time.sleep(2)
+    firing = [n for n in a.notifications() for x in n["notification"]["alerts"]
+              if x["labels"].get("session_id") == session and x["status"] == "firing"]
+    assert len(firing) == 1, firing
+    assert a.st.scalar("SELECT count(*) FROM agent_events WHERE id = :'p1'", ev["id"]) == "1"
