@@ -4,10 +4,12 @@ sessions the load spreads over; one event in 1,000 is a blocked command, one
 in 20 a failure, so the alerter, running config/alerts.yaml, fires too).
 
 Every SOAK_SAMPLE_S (10) seconds it samples the RSS of every daemon and
-prints a row. Fails when: a daemon's RSS keeps growing (mean of the last
-third of the samples above the mean of the middle third by more than
-SOAK_RSS_TOLERANCE (10 %) + 2 MB; informational only for a sanitizer build,
-whose allocator quarantine grows by design); any daemon logs an error-level
+prints a row. Fails when: a daemon's RSS keeps growing (of the samples
+after SOAK_WARMUP_S (330 s: the alerter's longest rule window, 5 min, fills
+until then), the last third's mean above the middle third's by more than
+SOAK_RSS_TOLERANCE (10 %) + 2 MB; not judged with fewer than 6 samples after
+the warm-up, and informational only for a sanitizer build, whose allocator
+quarantine grows by design); any daemon logs an error-level
 line; any sanitizer report appears in a daemon's log (the daemons are stopped
 with SIGTERM at the end, so LeakSanitizer runs); a daemon dies or exits
 non-zero; an acknowledged event is not stored exactly once; a WebSocket
@@ -29,6 +31,7 @@ MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = int(os.environ.get("SOAK_RATE", "1000"))
 SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "10"))
 TOLERANCE = float(os.environ.get("SOAK_RSS_TOLERANCE", "0.10"))
+WARMUP_S = float(os.environ.get("SOAK_WARMUP_S", "330"))
 CLIENTS = 100
 
 
@@ -179,17 +182,19 @@ def main():
         for d, code in codes.items():
             if code not in (0, None):
                 fail("%s exited with %s on SIGTERM" % (d, code))
-        print("\n== soak: RSS per daemon (MB): first, middle third mean, last third mean, max")
-        k = len(samples) // 3
+        print("\n== soak: RSS per daemon (MB): first, max; after the %g s warm-up: middle third mean, "
+              "last third mean" % WARMUP_S)
         for d in DAEMONS:
-            xs = [s[1][d] / 1024 for s in samples if s[1].get(d)]
-            if len(xs) < 3:
-                print("%-10s too few samples (%d)" % (d, len(xs)))
+            every = [s[1][d] / 1024 for s in samples if s[1].get(d)]
+            xs = [s[1][d] / 1024 for s in samples if s[1].get(d) and s[0] >= WARMUP_S]
+            if len(xs) < 6:
+                print("%-10s %8.1f %8.1f  not judged: %d samples after the warm-up (run longer)"
+                      % (d, every[0] if every else 0, max(every) if every else 0, len(xs)))
                 continue
             k = len(xs) // 3
             mid, last = sum(xs[k:2 * k]) / k, sum(xs[len(xs) - k:]) / k
             grow = last > mid * (1 + TOLERANCE) + 2
-            print("%-10s %8.1f %8.1f %8.1f %8.1f  %s" % (d, xs[0], mid, last, max(xs),
+            print("%-10s %8.1f %8.1f %8.1f %8.1f  %s" % (d, every[0], max(every), mid, last,
                                                          "GROWING" if grow else "flat"))
             if grow and not san:
                 fail("%s RSS keeps growing: %.1f MB (middle third) -> %.1f MB (last third)" % (d, mid, last))
