@@ -98,6 +98,7 @@ static size_t nrule_names;
 static struct held {
 	char id[48];
 	uint64_t seq;
+	int acked;
 } *held;
 static size_t nheld, capheld;
 static uint64_t batch_seq; /* highest sequence queued while evaluating a batch */
@@ -300,10 +301,13 @@ static void ack_delivered(void)
 	const char **ids = malloc(nheld * sizeof *ids);
 	if (!ids)
 		return;
-	size_t n = 0;
-	for (size_t i = 0; i < nheld; i++)
-		if (notifier_delivered(notifier, held[i].seq))
+	/* decide once per entry: the sender thread may deliver more meanwhile */
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < nheld; i++) {
+		held[i].acked = notifier_delivered(notifier, held[i].seq);
+		if (held[i].acked)
 			ids[n++] = held[i].id;
+	}
 	if (n && rs_ack(rc, cf.stream, cf.group, ids, n, err, sizeof err)) {
 		redis_failed("XACK of delivered entries failed; retried", err);
 		n = 0;
@@ -311,9 +315,8 @@ static void ack_delivered(void)
 	free(ids);
 	if (!n)
 		return;
-	size_t k = 0;
 	for (size_t i = 0; i < nheld; i++)
-		if (!notifier_delivered(notifier, held[i].seq))
+		if (!held[i].acked)
 			held[k++] = held[i];
 	nheld = k;
 }
