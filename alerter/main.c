@@ -463,8 +463,8 @@ static void consume(void)
 			} else {
 				redis_failed("XREADGROUP failed", err);
 			}
-			if (b.n == 0)
-				continue;
+			if (b.n == 0 || !rc)
+				continue; /* no connection to acknowledge on: read again later */
 		}
 		if (b.n && process(&b, pending_phase) == 0)
 			continue;
