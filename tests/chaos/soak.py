@@ -5,7 +5,7 @@ in 20 a failure, so the alerter, running config/alerts.yaml, fires too).
 
 Every SOAK_SAMPLE_S (10) seconds it samples the RSS of every daemon and
 prints a row. Fails when: a daemon's RSS keeps growing (of the samples
-after SOAK_WARMUP_S (330 s: the alerter's longest rule window, 5 min, fills
+after SOAK_WARMUP_S (420 s: the alerter's 5-minute rule windows fill
 until then), the last third's mean above the middle third's by more than
 SOAK_RSS_TOLERANCE (10 %) + 2 MB; not judged with fewer than 6 samples after
 the warm-up, and informational only for a sanitizer build, whose allocator
@@ -31,7 +31,7 @@ MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 RATE = int(os.environ.get("SOAK_RATE", "1000"))
 SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "10"))
 TOLERANCE = float(os.environ.get("SOAK_RSS_TOLERANCE", "0.10"))
-WARMUP_S = float(os.environ.get("SOAK_WARMUP_S", "330"))
+WARMUP_S = float(os.environ.get("SOAK_WARMUP_S", "420"))
 CLIENTS = 100
 
 
