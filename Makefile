@@ -25,7 +25,7 @@ DAEMONS     = collector processor streamer alerter
 UNIT_SRC    = $(wildcard tests/unit/test_*.c)
 UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit bench run up down status clean format fuzz fuzz-build
+.PHONY: all deps test unit bench chaos soak run up down status clean format fuzz fuzz-build
 all: $(BUILD)/libcommon.a $(DAEMONS:%=$(BUILD)/%)
 
 # Rebuild everything when the compiler flags change (e.g. SANITIZE=...).
@@ -71,6 +71,7 @@ $(BUILD)/tests/test_prices: $(BUILD)/obj/processor/prices.o
 # alerter (issue 4): the rule loader and the window/condition logic are unit-tested.
 $(BUILD)/tests/test_rules: $(BUILD)/obj/alerter/rules.o
 $(BUILD)/tests/test_eval: $(BUILD)/obj/alerter/rules.o $(BUILD)/obj/alerter/eval.o
+$(BUILD)/tests/test_seen: $(BUILD)/obj/alerter/seen.o
 
 # agent-hook (issue 5) starts once per hook event, so it loads as few shared
 # libraries as it can: libyaml and libm are linked statically, and libcurl
@@ -150,6 +151,24 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench/ws_load
 	@tests/bench/run.sh
+
+# Faults under load (tests/chaos/chaos.py, ~5 min): kill -9 of every daemon,
+# Redis and PostgreSQL restarts, PostgreSQL paused; exits 1 on any loss or repeat.
+chaos: deps
+	@$(MAKE) --no-print-directory all
+	@OBS_BUILD_DIR=$(BUILD) python3 tests/chaos/chaos.py
+
+# Soak (tests/chaos/soak.py): SOAK_MINUTES at SOAK_RATE events/s with 100
+# WebSocket clients; RSS flat, no error logs, no sanitizer report. SOAK_BUILD
+# (default $(BUILD)) is built here only when it is $(BUILD); for ASan build it
+# first: make BUILD=build-asan SANITIZE=address,undefined all
+SOAK_BUILD   ?= $(BUILD)
+SOAK_MINUTES ?= 30
+SOAK_RATE    ?= 1000
+soak: deps
+	@if [ "$(SOAK_BUILD)" = "$(BUILD)" ]; then $(MAKE) --no-print-directory all; \
+	 else test -x $(SOAK_BUILD)/collector || { echo "$(SOAK_BUILD)/collector missing: make BUILD=$(SOAK_BUILD) SANITIZE=address,undefined all" >&2; exit 1; }; fi
+	@OBS_BUILD_DIR=$(SOAK_BUILD) SOAK_MINUTES=$(SOAK_MINUTES) SOAK_RATE=$(SOAK_RATE) python3 tests/chaos/soak.py
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -8,6 +8,7 @@
  *   notify.c  Alertmanager client: a sender thread with its own queue, JSON
  *             body, libcurl POST with retry and backoff
  *   admin.c   the admin HTTP server: /healthz /readyz /metrics and /rules
+ *   seen.c    the event ids evaluated lately: a duplicate event is skipped
  * Threads: main (consume + evaluate), the sender, the admin server. The rule
  * set and the window state are touched by the main thread only. */
 #ifndef ALERTER_H
@@ -235,5 +236,16 @@ void admin_set_rules(struct alerter_admin *a, const struct ruleset *rs);
 void admin_stop(struct alerter_admin *a);
 /* JSON description of a rule set (malloc'd). */
 char *rules_json(const struct ruleset *rs);
+
+/* ---------- seen.c ---------- */
+
+/* Remembers at least the SEEN_GEN (and at most 2 x SEEN_GEN) latest ids. */
+#define SEEN_GEN 32768
+struct seen;
+struct seen *seen_new(void);
+void seen_free(struct seen *s); /* NULL is a no-op */
+/* 1 if id was seen lately (a duplicate), else remember it and return 0.
+ * NULL or empty ids are never duplicates. */
+int seen_check_add(struct seen *s, const char *id);
 
 #endif

@@ -12,7 +12,9 @@
  * firing at the restart is not re-sent and resolves in Alertmanager by itself
  * at its endsAt (at most 4 x alerter.resend_interval_ms later). Entries read
  * but not yet acknowledged when the process died are read again on restart
- * (the consumer name is leased, see common/lease.c). */
+ * (the consumer name is leased, see common/lease.c). An entry whose
+ * evaluation queued an alert is acknowledged only once Alertmanager has that
+ * alert (held below), so a crash while Alertmanager is away loses no alert. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,9 +97,21 @@ static struct auth *auth; /* API keys (NULL: none, loopback only) */
 static char **rule_names; /* names with a firing gauge series, for zeroing */
 static size_t nrule_names;
 
+/* Entries held unacknowledged until the alerts their batch queued are
+ * delivered: (stream id, notifier sequence number). Main thread only. */
+#define HELD_MAX 100000
+static struct held {
+	char id[48];
+	uint64_t seq;
+	int acked;
+} *held;
+static size_t nheld, capheld;
+static uint64_t batch_seq; /* highest sequence queued while evaluating a batch */
+static struct seen *seen;  /* ids evaluated lately: a re-sent event counts once */
+
 static struct {
 	struct met_registry *reg;
-	struct met_series *events, *invalid, *evaluations, *loaded, *fired, *resolved, *groups,
+	struct met_series *events, *duplicates, *invalid, *evaluations, *loaded, *fired, *resolved, *groups,
 		*evicted, *dropped_samples, *redis_errors;
 	struct met_family *firing, *reloads;
 	uint64_t last_eval, last_fired, last_resolved, last_evicted, last_dropped;
@@ -117,6 +131,8 @@ static void setup_metrics(void)
 {
 	struct met_registry *g = m.reg;
 	m.events = met_series(met_counter(g, "agent_obs_alerter_events_total", "Stream entries evaluated", NULL));
+	m.duplicates = met_series(met_counter(g, "agent_obs_alerter_events_duplicate_total",
+	                                      "Events seen before (same id, e.g. a client retry): skipped", NULL));
 	m.invalid = met_series(met_counter(g, "agent_obs_alerter_events_invalid_total",
 	                                   "Stream entries that are not valid events (skipped)", NULL));
 	m.evaluations = met_series(met_counter(g, "agent_obs_alerter_rule_evaluations_total",
@@ -241,8 +257,80 @@ static void redis_failed(const char *what, const char *err)
 	}
 }
 
-/* Evaluate a batch of entries, then acknowledge them all. -1 on Redis failure. */
-static int process(struct rs_batch *b)
+/* The engine's send hook: queue the note and remember its sequence number. */
+static uint64_t send_note(void *ud, const struct alert_note *n)
+{
+	uint64_t seq = notifier_send(ud, n);
+	if (seq > batch_seq)
+		batch_seq = seq;
+	return seq;
+}
+
+static int is_held(const char *id)
+{
+	for (size_t i = 0; i < nheld; i++)
+		if (strcmp(held[i].id, id) == 0)
+			return 1;
+	return 0;
+}
+
+/* Hold the ids of an evaluated batch until `seq` is delivered. Past HELD_MAX
+ * the entries are acknowledged at once (returns 1): memory stays bounded. */
+static int hold(const char *const *ids, size_t n, uint64_t seq)
+{
+	if (nheld + n > HELD_MAX)
+		return 1;
+	if (nheld + n > capheld) {
+		size_t cap = capheld ? capheld : 1024;
+		while (cap < nheld + n)
+			cap *= 2;
+		struct held *v = realloc(held, cap * sizeof *v);
+		if (!v)
+			return 1;
+		held = v;
+		capheld = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(held[nheld].id, sizeof held[nheld].id, "%s", ids[i]);
+		held[nheld++].seq = seq;
+	}
+	return 0;
+}
+
+/* Acknowledge the held entries whose alerts Alertmanager now has. */
+static void ack_delivered(void)
+{
+	char err[256];
+	if (!nheld || !rc)
+		return;
+	const char **ids = malloc(nheld * sizeof *ids);
+	if (!ids)
+		return;
+	/* decide once per entry: the sender thread may deliver more meanwhile */
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < nheld; i++) {
+		held[i].acked = notifier_delivered(notifier, held[i].seq);
+		if (held[i].acked)
+			ids[n++] = held[i].id;
+	}
+	if (n && rs_ack(rc, cf.stream, cf.group, ids, n, err, sizeof err)) {
+		redis_failed("XACK of delivered entries failed; retried", err);
+		n = 0;
+	}
+	free(ids);
+	if (!n)
+		return;
+	for (size_t i = 0; i < nheld; i++)
+		if (!held[i].acked)
+			held[k++] = held[i];
+	nheld = k;
+}
+
+/* Evaluate a batch of entries, then acknowledge them, or hold them while an
+ * alert they caused is not yet delivered. Entries already held (read again
+ * after a reconnect or claimed: `reread`) are not evaluated twice. -1 on
+ * Redis failure. */
+static int process(struct rs_batch *b, int reread)
 {
 	char err[256];
 	const char **ids = calloc(b->n ? b->n : 1, sizeof *ids);
@@ -250,11 +338,15 @@ static int process(struct rs_batch *b)
 		log_error("process batch: out of memory");
 		return -1;
 	}
+	size_t nids = 0;
+	batch_seq = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		struct rs_entry *e = &b->v[i];
 		struct ev_row row;
 		struct ev_error ee;
-		ids[i] = e->id;
+		if (reread && nheld && is_held(e->id))
+			continue;
+		ids[nids++] = e->id;
 		if (!e->data)
 			continue; /* trimmed before we saw it */
 		if (ev_row_parse(e->data, e->len, &row, &ee)) {
@@ -263,13 +355,20 @@ static int process(struct rs_batch *b)
 			       "problem", ee.problem, NULL);
 			continue;
 		}
-		engine_event(eng, &row, ev_now_ms());
+		if (seen_check_add(seen, row.id)) {
+			met_inc(m.duplicates, 1);
+			log_kv(LOG_DEBUG, "skipping an event evaluated before", "id", row.id, "stream_id", e->id, NULL);
+		} else {
+			engine_event(eng, &row, ev_now_ms());
+		}
 		ev_row_free(&row);
 	}
-	met_inc(m.events, (double)b->n);
+	met_inc(m.events, (double)nids);
 	update_metrics();
 	int r = 0;
-	if (b->n && rs_ack(rc, cf.stream, cf.group, ids, b->n, err, sizeof err)) {
+	if (nids && batch_seq && !notifier_delivered(notifier, batch_seq) && hold(ids, nids, batch_seq) == 0)
+		nids = 0;
+	if (nids && rs_ack(rc, cf.stream, cf.group, ids, nids, err, sizeof err)) {
 		redis_failed("XACK failed; entries will be evaluated again after a restart", err);
 		r = -1;
 	}
@@ -290,7 +389,12 @@ static void claim(void)
 			redis_failed("XAUTOCLAIM failed", err);
 			break;
 		}
-		if (b.n && process(&b))
+		if (b.n) {
+			char cnt[24];
+			snprintf(cnt, sizeof cnt, "%zu", b.n);
+			log_kv(LOG_INFO, "claimed entries idle on a consumer", "count", cnt, NULL);
+		}
+		if (b.n && process(&b, 1))
 			break;
 		if (strcmp(next, "0-0") == 0)
 			break;
@@ -317,6 +421,7 @@ static void consume(void)
 	struct rs_batch b = {0};
 	char err[256];
 	int pending_phase = 1;
+	char pend_from[48] = "0"; /* own pending entries after this id (held ones stay pending) */
 	int64_t next_claim = 0, next_lease = 0, next_tick = 0;
 	long block = cf.eval_interval_ms < 1000 ? (long)cf.eval_interval_ms : 1000;
 
@@ -327,6 +432,7 @@ static void consume(void)
 			reload();
 		}
 		int64_t now = ev_mono_ms();
+		ack_delivered();
 		if (now >= next_tick) {
 			engine_tick(eng, ev_now_ms());
 			update_metrics();
@@ -338,6 +444,7 @@ static void consume(void)
 			if (lease_refresh(rc, cf.group, consumer))
 				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
 			pending_phase = 1;
+			snprintf(pend_from, sizeof pend_from, "0");
 		}
 		if (now >= next_lease) {
 			lease_refresh(rc, cf.group, consumer);
@@ -352,12 +459,14 @@ static void consume(void)
 		rs_batch_clear(&b);
 		int got;
 		if (pending_phase) {
-			got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", (long)cf.batch_max, -1, &b,
+			got = rs_readgroup(rc, cf.stream, cf.group, consumer, pend_from, (long)cf.batch_max, -1, &b,
 			                   err, sizeof err);
 			if (got == 0) {
 				pending_phase = 0;
 				continue;
 			}
+			if (b.n)
+				snprintf(pend_from, sizeof pend_from, "%s", b.v[b.n - 1].id);
 		} else {
 			int64_t left = next_tick - ev_mono_ms();
 			long blk = left < 1 ? 1 : left < block ? (long)left : block;
@@ -371,10 +480,10 @@ static void consume(void)
 			} else {
 				redis_failed("XREADGROUP failed", err);
 			}
-			if (b.n == 0)
-				continue;
+			if (b.n == 0 || !rc)
+				continue; /* no connection to acknowledge on: read again later */
 		}
-		if (b.n && process(&b) == 0) {
+		if (b.n && process(&b, pending_phase) == 0) {
 			if (!pending_phase && got > 0 && got < cf.batch_max && cf.read_pause_ms > 0)
 				pause_ms(cf.read_pause_ms, next_tick - ev_mono_ms());
 			continue;
@@ -458,12 +567,13 @@ int main(int argc, char **argv)
 		.grafana_url = cf.grafana_url,
 		.external_url = cf.external_url,
 	};
-	struct engine_hooks hooks = {notifier_send, notifier_delivered, notifier};
+	struct engine_hooks hooks = {send_note, notifier_delivered, notifier};
 	eng = engine_new(&eo, &hooks);
+	seen = seen_new();
 	admin = admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, auth, err, sizeof err);
-	if (!eng || !admin) {
+	if (!eng || !admin || !seen) {
 		rules_free(rs);
-		log_kv(LOG_ERROR, "start failed", "error", eng ? err : "out of memory", NULL);
+		log_kv(LOG_ERROR, "start failed", "error", eng && seen ? err : "out of memory", NULL);
 		goto out;
 	}
 	install_rules(rs);
@@ -479,6 +589,16 @@ int main(int argc, char **argv)
 
 	consume();
 
+	/* deliver what the held entries caused, then acknowledge them; whatever
+	 * stays undelivered is read and evaluated again on the next start */
+	for (int64_t end = ev_mono_ms() + cf.drain_timeout_ms; nheld && rc && ev_mono_ms() < end;) {
+		ack_delivered();
+		if (nheld)
+			nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+	}
+	if (nheld)
+		log_kv(LOG_WARN, "entries left unacknowledged: their alerts were not delivered; evaluated again on restart",
+		       NULL);
 	if (rc)
 		lease_release(rc, cf.group, consumer);
 stopped:
@@ -489,6 +609,8 @@ out:
 	admin_stop(admin);
 	auth_free(auth);
 	engine_free(eng);
+	seen_free(seen);
+	free(held);
 	if (rc)
 		redisFree(rc);
 	for (size_t i = 0; i < nrule_names; i++)

@@ -494,7 +494,10 @@ static void consume(void)
 			} else {
 				redis_failed("XREADGROUP failed", err);
 			}
-			if (b.n == 0)
+			/* A batch topped up by a read that failed: without a connection
+			 * it could not be acknowledged; its entries are pending and are
+			 * read again after the reconnect. */
+			if (b.n == 0 || !rc)
 				continue;
 		}
 		if (b.n) {

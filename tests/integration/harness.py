@@ -2,8 +2,11 @@
 
 Starts redis-server and PostgreSQL (through deploy/local/lib.sh) in a temporary
 directory, applies the migrations, and runs build/collector and build/processor
-against them. Python standard library only; talks to PostgreSQL with psql and
-to Redis with redis-cli, the real servers, never mocks.
+against them; on request also Alertmanager and the on-call webhook sink.
+Python standard library only; talks to PostgreSQL with psql and to Redis with
+redis-cli, the real servers, never mocks. Shared by tests/integration,
+tests/bench and tests/chaos (Loader: a load generator that records every id
+the collector acknowledged).
 """
 import http.client
 import json
@@ -14,11 +17,29 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("OBS_BUILD_DIR", os.path.join(ROOT, "build"))
 LIB = os.path.join(ROOT, "deploy", "local", "lib.sh")
+AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+# Alertmanager for tests: every alert to the on-call sink, quickly.
+AM_CONFIG = """
+route:
+  receiver: oncall
+  group_by: [alertname, session_id]
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: oncall
+    webhook_configs:
+      - url: http://127.0.0.1:%d/alertmanager
+        send_resolved: true
+"""
 
 
 def free_port():
@@ -167,6 +188,42 @@ class Stack:
                 p.wait()
         return p.returncode if p else None
 
+    def pid_of(self, name):
+        """Pid of a server started through lib.sh: "redis" or "pg" (the postmaster)."""
+        path = os.path.join(self.dir, "redis", "redis.pid") if name == "redis" else \
+            os.path.join(self.dir, "pg", "postmaster.pid")
+        with open(path) as f:
+            return int(f.readline())
+
+    def start_alertmanager(self, am_port, sink_port):
+        """Alertmanager on am_port sending every alert to the on-call sink on sink_port."""
+        assert AM_BIN, "prometheus-alertmanager not installed (deploy/local/install-deps.sh)"
+        cfg = os.path.join(self.dir, "alertmanager.yml")
+        with open(cfg, "w") as f:
+            f.write(AM_CONFIG % sink_port)
+        log = open(os.path.join(self.dir, "alertmanager.log"), "ab")
+        self.logs["alertmanager"] = log.name
+        self.procs["alertmanager"] = subprocess.Popen(
+            [AM_BIN, "--config.file=" + cfg, "--storage.path=" + os.path.join(self.dir, "am"),
+             "--web.listen-address=127.0.0.1:%d" % am_port, "--cluster.listen-address="],
+            stdout=log, stderr=log, cwd=self.dir)
+
+        def ready():
+            try:
+                return request(am_port, "GET", "/-/ready", timeout=1)[0] == 200
+            except OSError:
+                return False
+        wait_for(ready, 20, what="alertmanager ready")
+
+    def start_oncall_sink(self, port, out):
+        """deploy/local/oncall_sink.py on port, one JSON line per notification in out."""
+        log = open(os.path.join(self.dir, "oncall.log"), "ab")
+        self.logs["oncall"] = log.name
+        self.procs["oncall"] = subprocess.Popen(
+            ["python3", os.path.join(ROOT, "deploy", "local", "oncall_sink.py"), "--port",
+             str(port), "--out", out], stdout=log, stderr=log)
+        wait_for(lambda: self._healthy(port), 10, what="on-call sink")
+
     def log(self, name):
         try:
             with open(self.logs[name], "r", errors="replace") as f:
@@ -272,3 +329,68 @@ class KeepAlive:
 
     def close(self):
         self.c.close()
+
+
+class Loader(threading.Thread):
+    """Posts events in bulk requests of `per` until `total` are acknowledged
+    (or stop() is called), retrying a refused (503) or cut-off request with the
+    same ids like a real client, and remembers every id the collector
+    acknowledged (202) with the time of the answer. With `rate` (events/s) the
+    requests are paced; `pause` sleeps after each request instead."""
+
+    def __init__(self, st, session, total, per=100, pause=0.0, rate=None, make=None):
+        super().__init__(daemon=True)
+        self.st, self.session, self.total, self.per, self.pause = st, session, total, per, pause
+        self.rate = rate
+        self.make = make or (lambda i: {"id": str(uuid.uuid4()), "event_type": "PostToolUse",
+                                        "session_id": self.session, "tool": "Bash", "payload": {"n": i}})
+        self.acked = []
+        self.acked_at = []  # time.time() of the 202 answer, per entry of acked
+        self.sent = set()
+        self.refused = 0     # 503 answers
+        self.cut = 0         # connection errors (collector gone, answer lost)
+        self.error = None
+
+    def stop(self):
+        self.total = 0
+
+    def run(self):
+        try:
+            c = KeepAlive(self.st.collector_port)
+            sent = 0
+            t0 = time.time()
+            while sent < self.total:
+                if self.rate:
+                    d = t0 + sent / self.rate - time.time()
+                    if d > 0:
+                        time.sleep(d)
+                n = min(self.per, self.total - sent)
+                if n <= 0:
+                    break
+                evs = [self.make(sent + i) for i in range(n)]
+                body = json.dumps(evs)
+                self.sent.update(e["id"] for e in evs)
+                while True:
+                    try:
+                        status, resp = c.post(body)
+                    except (OSError, http.client.HTTPException):
+                        c.close()
+                        self.cut += 1
+                        time.sleep(0.05)
+                        c = KeepAlive(self.st.collector_port)
+                        continue
+                    if status == 202:
+                        assert resp["ids"] == [e["id"] for e in evs]
+                        now = time.time()
+                        self.acked.extend(resp["ids"])
+                        self.acked_at.extend([now] * len(evs))
+                        break
+                    assert status == 503, (status, resp)
+                    self.refused += 1
+                    time.sleep(0.05)
+                sent += n
+                if self.pause:
+                    time.sleep(self.pause)
+            c.close()
+        except Exception as e:  # reported by the caller
+            self.error = e

@@ -11,16 +11,13 @@ alert still reaches on-call), SIGHUP reload keeping window state, --check.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 import urllib.parse
 import uuid
 
-from harness import BUILD, ROOT, Stack, free_port, request, wait_for
-
-AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+from harness import AM_BIN, BUILD, ROOT, Stack, free_port, request, wait_for
 
 RULES = """
 rules:
@@ -56,42 +53,10 @@ class Alerts:
             f.write(RULES % {"window": window, "threshold": threshold})
 
     def start_am(self):
-        cfg = os.path.join(self.st.dir, "alertmanager.yml")
-        with open(cfg, "w") as f:
-            f.write("""
-route:
-  receiver: oncall
-  group_by: [alertname, session_id]
-  group_wait: 100ms
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: oncall
-    webhook_configs:
-      - url: http://127.0.0.1:%d/alertmanager
-        send_resolved: true
-""" % self.sink_port)
-        log = open(os.path.join(self.st.dir, "alertmanager.log"), "ab")
-        self.st.logs["alertmanager"] = log.name
-        self.st.procs["alertmanager"] = subprocess.Popen(
-            [AM_BIN, "--config.file=" + cfg, "--storage.path=" + os.path.join(self.st.dir, "am"),
-             "--web.listen-address=127.0.0.1:%d" % self.am_port, "--cluster.listen-address="],
-            stdout=log, stderr=log, cwd=self.st.dir)
-        wait_for(lambda: self.am_ready(), 20, what="alertmanager ready")
-
-    def am_ready(self):
-        try:
-            return request(self.am_port, "GET", "/-/ready", timeout=1)[0] == 200
-        except OSError:
-            return False
+        self.st.start_alertmanager(self.am_port, self.sink_port)
 
     def start_sink(self):
-        log = open(os.path.join(self.st.dir, "oncall.log"), "ab")
-        self.st.logs["oncall"] = log.name
-        self.st.procs["oncall"] = subprocess.Popen(
-            ["python3", os.path.join(ROOT, "deploy", "local", "oncall_sink.py"), "--port",
-             str(self.sink_port), "--out", self.oncall], stdout=log, stderr=log)
-        wait_for(lambda: self.st._healthy(self.sink_port), 10, what="on-call sink")
+        self.st.start_oncall_sink(self.sink_port, self.oncall)
 
     def start_alerter(self):
         self.st.start("alerter", wait_port=self.alerter_port,
@@ -306,3 +271,45 @@ def test_events_are_acknowledged_and_processor_unaffected(a):
     # the processor still stores everything
     want = int(a.st.metrics(a.st.collector_port)["agent_obs_events_accepted_total"])
     wait_for(lambda: int(a.st.scalar("SELECT count(*) FROM agent_events")) >= want, 10, what="rows stored")
+
+
+def test_alerter_killed_while_alertmanager_is_down_still_delivers(a):
+    # The entry that fired is acknowledged only once Alertmanager has the
+    # alert: killed before that, the alerter reads it again on restart.
+    session = "crash-" + uuid.uuid4().hex[:8]
+    a.st.kill("alertmanager", signal.SIGTERM)
+    try:
+        failed_before = a.metric("agent_obs_alerter_notifications_failed_total")
+        post_events(a, {"event_type": "PreToolUse", "session_id": session, "tool": "Bash",
+                        "payload": {"blocked": True, "command": "rm -rf ~"}})
+        wait_for(lambda: a.metric("agent_obs_alerter_notifications_failed_total") > failed_before, 10,
+                 what="alert evaluated and its POST refused")
+        assert a.st.redis_raw("XPENDING", "agent_events", "alerter").splitlines()[0] == "1"
+        a.st.kill("alerter", signal.SIGKILL)
+        a.start_alerter()
+    finally:
+        a.start_am()
+    wait_for(lambda: a.notified("DangerousCommandBlocked", session, "firing"), 20, interval=0.1,
+             what="the alert after the alerter's restart")
+    wait_for(lambda: a.st.redis_raw("XPENDING", "agent_events", "alerter").splitlines()[0] == "0", 10,
+             what="entry acknowledged once delivered")
+
+
+def test_event_sent_twice_fires_once(a):
+    # A client that retries after a lost answer sends the same id again: it
+    # is evaluated once, so the resolved alert does not fire a second time.
+    session = "twice-" + uuid.uuid4().hex[:8]
+    ev = {"id": str(uuid.uuid4()), "event_type": "PreToolUse", "session_id": session, "tool": "Bash",
+          "payload": {"blocked": True, "command": "mkfs.ext4 /dev/sda"}}
+    dups = a.metric("agent_obs_alerter_events_duplicate_total")
+    post_events(a, ev)
+    wait_for(lambda: a.notified("DangerousCommandBlocked", session, "resolved"), 20, interval=0.1,
+             what="fired and resolved (hold 2 s)")
+    post_events(a, ev)
+    wait_for(lambda: a.metric("agent_obs_alerter_events_duplicate_total") == dups + 1, 10,
+             what="the second copy skipped")
+    time.sleep(2)
+    firing = [n for n in a.notifications() for x in n["notification"]["alerts"]
+              if x["labels"].get("session_id") == session and x["status"] == "firing"]
+    assert len(firing) == 1, firing
+    assert a.st.scalar("SELECT count(*) FROM agent_events WHERE id = :'p1'", ev["id"]) == "1"

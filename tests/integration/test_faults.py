@@ -6,11 +6,9 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
-import uuid
 
-from harness import BUILD, KeepAlive, Stack, free_port, request, wait_for
+from harness import BUILD, Loader, Stack, free_port, request, wait_for
 
 
 def setup():
@@ -24,51 +22,6 @@ def setup():
 
 def teardown(st):
     st.close()
-
-
-class Loader(threading.Thread):
-    """Posts `total` events in bulk requests of `per`, retrying on 503 like a
-    real client, and remembers every id the collector acknowledged (202)."""
-
-    def __init__(self, st, session, total, per=100, pause=0.0):
-        super().__init__(daemon=True)
-        self.st, self.session, self.total, self.per, self.pause = st, session, total, per, pause
-        self.acked = []
-        self.sent = set()
-        self.refused = 0
-        self.error = None
-
-    def run(self):
-        try:
-            c = KeepAlive(self.st.collector_port)
-            sent = 0
-            while sent < self.total:
-                n = min(self.per, self.total - sent)
-                evs = [{"id": str(uuid.uuid4()), "event_type": "PostToolUse", "session_id": self.session,
-                        "tool": "Bash", "payload": {"n": sent + i}} for i in range(n)]
-                body = json.dumps(evs)
-                self.sent.update(e["id"] for e in evs)
-                while True:
-                    try:
-                        status, resp = c.post(body)
-                    except OSError:
-                        c.close()
-                        time.sleep(0.05)
-                        c = KeepAlive(self.st.collector_port)
-                        continue
-                    if status == 202:
-                        assert resp["ids"] == [e["id"] for e in evs]
-                        self.acked.extend(resp["ids"])
-                        break
-                    assert status == 503, (status, resp)
-                    self.refused += 1
-                    time.sleep(0.05)
-                sent += n
-                if self.pause:
-                    time.sleep(self.pause)
-            c.close()
-        except Exception as e:  # reported by the test
-            self.error = e
 
 
 def assert_exactly_once(st, session, acked):
@@ -169,7 +122,7 @@ def test_collector_sigterm_drains_in_flight_requests(st):
     wait_for(lambda: len(load.acked) > 2000, 30, what="load under way")
     code = st.kill("collector", signal.SIGTERM)
     assert code == 0, code
-    load.total = 0  # stop the loader: it sees connection errors now
+    load.stop()  # stop the loader: it sees connection errors now
     load.join(5)
     acked = set(load.acked)
     st.start("collector")
