@@ -25,6 +25,11 @@ const struct transcript_limits transcript_default_limits = {
 	.max_text = 256 * 1024,
 };
 
+/* Byte limits of the short string fields. */
+#define MAX_ID 256
+#define MAX_PATH 4096
+#define MAX_MODEL 128
+
 static const char *const token_keys[4] = {"input", "output", "cache_read", "cache_creation"};
 static const char *const token_alias[4] = {"input_tokens", "output_tokens",
 	"cache_read_input_tokens", "cache_creation_input_tokens"};
@@ -147,7 +152,7 @@ static int one_message(const cJSON *m, size_t index, const char *agent_id, int64
 			keep--;
 	}
 	snprintf(f, sizeof f, "%s.model", field);
-	if (opt_string(m, "model", 128, 0, &model, f, err))
+	if (opt_string(m, "model", MAX_MODEL, 0, &model, f, err))
 		return -1;
 
 	int64_t t = now_ms;
@@ -204,21 +209,42 @@ static int one_message(const cJSON *m, size_t index, const char *agent_id, int64
 	return 0;
 }
 
+/* Redact one length-limited string field in place. A value already over
+ * `max` is left for the length check to refuse (the request is answered 400
+ * and nothing is stored); a value within it stays within it: a marker that
+ * makes it longer is cut at a UTF-8 boundary, so redaction never turns a
+ * valid batch into a refused one. */
+static void redact_limited(cJSON *item, size_t max)
+{
+	if (!cJSON_IsString(item) || !item->valuestring || strlen(item->valuestring) > max)
+		return;
+	if (!redact_json(item) || strlen(item->valuestring) <= max)
+		return;
+	char *v = item->valuestring;
+	size_t keep = max;
+	while (keep > 0 && ((unsigned char)v[keep] & 0xC0) == 0x80)
+		keep--; /* v[keep] starts a character: cut before it */
+	v[keep] = '\0';
+}
+
 /* Redact the client's tree in place: the fields that carry free text, not
  * the ids, roles, timestamps and counts. */
 static void redact_free_text(cJSON *root)
 {
-	static const char *const top[] = {"session_id", "agent_id", "transcript_path"};
+	static const struct {
+		const char *name;
+		size_t max;
+	} top[] = {{"session_id", MAX_ID}, {"agent_id", MAX_ID}, {"transcript_path", MAX_PATH}};
 	if (!cJSON_IsObject(root))
 		return;
 	for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-		redact_json(cJSON_GetObjectItemCaseSensitive(root, top[i]));
+		redact_limited(cJSON_GetObjectItemCaseSensitive(root, top[i].name), top[i].max);
 	cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
 	for (cJSON *m = cJSON_IsArray(msgs) ? msgs->child : NULL; m; m = m->next) {
 		if (!cJSON_IsObject(m))
 			continue;
 		redact_json(cJSON_GetObjectItemCaseSensitive(m, "text"));
-		redact_json(cJSON_GetObjectItemCaseSensitive(m, "model"));
+		redact_limited(cJSON_GetObjectItemCaseSensitive(m, "model"), MAX_MODEL);
 	}
 }
 
@@ -259,9 +285,9 @@ int transcript_normalise(const char *body, size_t len, int64_t now_ms,
 		goto out;
 	}
 	redact_free_text(root);
-	if (opt_string(root, "session_id", 256, 1, &session_id, "session_id", err) ||
-	    opt_string(root, "agent_id", 256, 0, &agent_id, "agent_id", err) ||
-	    opt_string(root, "transcript_path", 4096, 0, &path, "transcript_path", err))
+	if (opt_string(root, "session_id", MAX_ID, 1, &session_id, "session_id", err) ||
+	    opt_string(root, "agent_id", MAX_ID, 0, &agent_id, "agent_id", err) ||
+	    opt_string(root, "transcript_path", MAX_PATH, 0, &path, "transcript_path", err))
 		goto out;
 	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
 	if (!cJSON_IsArray(msgs)) {

@@ -497,6 +497,27 @@ static void test_transcript_redaction(void **state)
 	cJSON_Delete(j);
 }
 
+/* A marker longer than the secret it replaces must not push a short field
+ * over its limit and get the whole batch refused (found by fuzz_transcript). */
+static void test_transcript_redaction_keeps_limits(void **state)
+{
+	(void)state;
+	size_t n;
+	char model[129], body[600];
+	memset(model, 'm', sizeof model);
+	memcpy(model + 110, " password=hunter22", 18); /* 128 bytes; the marker is 9 longer */
+	model[128] = '\0';
+	snprintf(body, sizeof body, "{\"session_id\":\"s-1\",\"messages\":[{\"uuid\":\"m-1\",\"role\":"
+	         "\"assistant\",\"text\":\"hi\",\"model\":\"%s\"}]}", model);
+	cJSON *j = normalise_ok(body, &n);
+	const char *got = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0),
+	                                      "model")->valuestring;
+	assert_true(strlen(got) <= 128);
+	assert_null(strstr(got, "hunter22"));
+	assert_non_null(strstr(got, "password=[REDACT")); /* the marker, cut at the limit */
+	cJSON_Delete(j);
+}
+
 static void test_transcript_truncates_long_text(void **state)
 {
 	(void)state;
@@ -574,6 +595,7 @@ int main(void)
 		cmocka_unit_test(test_sql_values_are_parameters),
 		cmocka_unit_test(test_transcript_normalise),
 		cmocka_unit_test(test_transcript_redaction),
+		cmocka_unit_test(test_transcript_redaction_keeps_limits),
 		cmocka_unit_test(test_transcript_truncates_long_text),
 		cmocka_unit_test(test_transcript_errors),
 	};
