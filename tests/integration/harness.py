@@ -279,8 +279,8 @@ class Stack:
                            [str(a) for a in args], capture_output=True, text=True, env=self._client_env())
         return r.stdout.strip()
 
-    def metrics(self, port):
-        st, _, body = request(port, "GET", "/metrics", raw=True)
+    def metrics(self, port, headers=None):
+        st, _, body = request(port, "GET", "/metrics", headers=headers, raw=True)
         assert st == 200, st
         out = {}
         for line in body.decode().splitlines():

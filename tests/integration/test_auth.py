@@ -324,14 +324,7 @@ def test_signatures(st):
 
 
 def st_metrics(st, port):
-    status, _, body = request(port, "GET", "/metrics", headers=bearer("read"), raw=True)
-    assert status == 200, status
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
+    return st.metrics(port, headers=bearer("read"))
 
 
 def test_agent_hook_sends_key_and_signs(st):
