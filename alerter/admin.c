@@ -101,16 +101,6 @@ static cJSON *rule_obj(const struct rule *r, const char *path)
 	return o;
 }
 
-char *rules_json(const struct ruleset *rs)
-{
-	cJSON *arr = cJSON_CreateArray();
-	for (size_t i = 0; rs && i < rs->n; i++)
-		cJSON_AddItemToArray(arr, rule_obj(&rs->v[i], rs->path));
-	char *s = cJSON_PrintUnformatted(arr);
-	cJSON_Delete(arr);
-	return s;
-}
-
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)

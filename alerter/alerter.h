@@ -234,8 +234,6 @@ struct alerter_admin *admin_start(const char *addr, int port, struct met_registr
 /* Publish the loaded rules (JSON text, copied) for /rules. */
 void admin_set_rules(struct alerter_admin *a, const struct ruleset *rs);
 void admin_stop(struct alerter_admin *a);
-/* JSON description of a rule set (malloc'd). */
-char *rules_json(const struct ruleset *rs);
 
 /* ---------- seen.c ---------- */
 
