@@ -2,8 +2,10 @@
  * thread): /healthz /readyz /metrics through common/http.h, plus /rules, the
  * loaded rules as JSON (`?name=X` for one rule; alerts' generatorURL points
  * here), and POST /rules/reload (admin role: same as SIGHUP). With API keys
- * configured /metrics and /rules need the read role. The rules text is a snapshot published by the main thread under a
- * mutex, so the server never touches the live rule set. */
+ * configured /metrics and /rules need the read role. The server is
+ * common/http.c's admin server with these routes added (http_admin_extra);
+ * the rules text is a snapshot published by the main thread under a mutex,
+ * so the server never touches the live rule set. */
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,11 +20,8 @@
 #include "met.h"
 
 struct alerter_admin {
-	struct MHD_Daemon *d;
-	struct met_registry *reg;
-	http_ready_fn ready;
-	void *ud;
-	struct auth *auth;
+	struct http_admin *h; /* /healthz /readyz /metrics, auth, and our routes */
+	struct http_admin_extra extra;
 	pthread_mutex_t mu;
 	cJSON *rules; /* snapshot: array of rule objects */
 };
@@ -101,37 +100,32 @@ static cJSON *rule_obj(const struct rule *r, const char *path)
 	return o;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *upload,
-                               size_t *upload_size, void **con_cls)
+static int route_role(const char *url)
 {
-	struct alerter_admin *a = cls;
-	enum MHD_Result ret;
-	(void)version;
-	(void)upload;
-	(void)con_cls;
-	if (*upload_size) {
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	struct auth_verdict v;
-	int reload = strcmp(url, "/rules/reload") == 0;
-	if (auth_mhd_check(a->auth, c, reload ? AUTH_ADMIN : auth_admin_url_role(url), &v))
-		return auth_mhd_reply(c, &v);
-	if (http_admin_route(c, method, url, a->reg, a->ready, a->ud, &ret))
-		return ret;
-	if (reload) {
+	return strcmp(url, "/rules/reload") == 0 ? AUTH_ADMIN : auth_admin_url_role(url);
+}
+
+/* /rules and POST /rules/reload (http_admin_extra.route). */
+static int route(void *ud, struct MHD_Connection *c, const char *method, const char *url,
+                 enum MHD_Result *ret)
+{
+	struct alerter_admin *a = ud;
+	if (strcmp(url, "/rules/reload") == 0) {
 		if (strcmp(method, "POST") != 0)
-			return http_reply_error(c, 405, NULL, "use POST");
+			*ret = http_reply_error(c, 405, NULL, "use POST");
 		/* the main loop reloads as on SIGHUP (and logs and counts the result) */
-		if (kill(getpid(), SIGHUP))
-			return http_reply_error(c, 500, NULL, "cannot signal the main loop");
-		return http_reply_json(c, 202, "{\"status\":\"reload requested\"}");
+		else if (kill(getpid(), SIGHUP))
+			*ret = http_reply_error(c, 500, NULL, "cannot signal the main loop");
+		else
+			*ret = http_reply_json(c, 202, "{\"status\":\"reload requested\"}");
+		return 1;
 	}
 	if (strcmp(url, "/rules") != 0)
-		return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz, /metrics, /rules or POST /rules/reload");
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return http_reply_error(c, 405, NULL, "use GET");
+		return 0;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		*ret = http_reply_error(c, 405, NULL, "use GET");
+		return 1;
+	}
 	const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
 	char *text = NULL;
 	pthread_mutex_lock(&a->mu);
@@ -149,43 +143,35 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		}
 	}
 	pthread_mutex_unlock(&a->mu);
-	if (!text)
-		return name ? http_reply_error(c, 404, "name", "no such rule")
+	if (!text) {
+		*ret = name ? http_reply_error(c, 404, "name", "no such rule")
 		            : http_reply_error(c, 500, NULL, "out of memory");
-	ret = http_reply_json(c, 200, text);
+		return 1;
+	}
+	*ret = http_reply_json(c, 200, text);
 	free(text);
-	return ret;
+	return 1;
 }
 
 struct alerter_admin *admin_start(const char *addr, int port, struct met_registry *reg,
                                   http_ready_fn ready, void *ud, struct auth *auth, char *err,
                                   size_t errlen)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	if (http_make_addr(addr, port, &ss, &sl)) {
-		snprintf(err, errlen, "admin server: bad bind address \"%s\"", addr);
-		return NULL;
-	}
 	struct alerter_admin *a = calloc(1, sizeof *a);
 	if (!a || !(a->rules = cJSON_CreateArray())) {
 		free(a);
 		snprintf(err, errlen, "admin server: out of memory");
 		return NULL;
 	}
-	a->reg = reg;
-	a->ready = ready;
-	a->ud = ud;
-	a->auth = auth;
 	pthread_mutex_init(&a->mu, NULL);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	a->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR,
-	                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
-	if (!a->d) {
-		snprintf(err, errlen, "admin server: cannot listen on %s:%d (port in use?)", addr, port);
+	a->extra = (struct http_admin_extra){
+		.role = route_role,
+		.route = route,
+		.ud = a,
+		.not_found = "not found: try /healthz, /readyz, /metrics, /rules or POST /rules/reload",
+	};
+	a->h = http_admin_start(addr, port, reg, ready, ud, auth, &a->extra, err, errlen);
+	if (!a->h) {
 		cJSON_Delete(a->rules);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
@@ -212,7 +198,7 @@ void admin_stop(struct alerter_admin *a)
 {
 	if (!a)
 		return;
-	MHD_stop_daemon(a->d);
+	http_admin_stop(a->h);
 	cJSON_Delete(a->rules);
 	pthread_mutex_destroy(&a->mu);
 	free(a);

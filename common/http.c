@@ -242,6 +242,7 @@ struct http_admin {
 	http_ready_fn ready;
 	void *ud;
 	struct auth *auth;
+	const struct http_admin_extra *extra;
 };
 
 static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -257,12 +258,16 @@ static enum MHD_Result admin_handler(void *cls, struct MHD_Connection *c, const 
 		return MHD_YES;
 	}
 	(void)con_cls;
+	const struct http_admin_extra *x = a->extra;
 	struct auth_verdict v;
-	if (auth_mhd_check(a->auth, c, auth_admin_url_role(url), &v))
+	if (auth_mhd_check(a->auth, c, x && x->role ? x->role(url) : auth_admin_url_role(url), &v))
 		return auth_mhd_reply(c, &v);
 	if (http_admin_route(c, method, url, a->reg, a->ready, a->ud, &ret))
 		return ret;
-	return http_reply_error(c, 404, NULL, "not found: try /healthz, /readyz or /metrics");
+	if (x && x->route && x->route(x->ud, c, method, url, &ret))
+		return ret;
+	return http_reply_error(c, 404, NULL,
+	                        x && x->not_found ? x->not_found : "not found: try /healthz, /readyz or /metrics");
 }
 
 int http_addr_is_loopback(const char *addr)
@@ -303,7 +308,8 @@ int http_make_addr(const char *addr, int port, struct sockaddr_storage *ss, sock
 }
 
 struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
-                                    http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                    http_ready_fn ready, void *ud, struct auth *auth,
+                                    const struct http_admin_extra *extra, char *err,
                                     size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -321,6 +327,7 @@ struct http_admin *http_admin_start(const char *addr, int port, struct met_regis
 	a->ready = ready;
 	a->ud = ud;
 	a->auth = auth;
+	a->extra = extra;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;

@@ -57,12 +57,26 @@ int http_admin_route(struct MHD_Connection *c, const char *method, const char *u
                      struct met_registry *reg, http_ready_fn ready, void *ud,
                      enum MHD_Result *ret);
 
+/* Routes a daemon adds to its admin server (e.g. the alerter's /rules).
+ * role(url): the role a URL needs (auth.h; NULL: auth_admin_url_role).
+ * route: 1 when `url` is one of its own (answered through *ret), else 0.
+ * not_found: the 404 message. Runs on the server's polling thread. */
+struct http_admin_extra {
+	int (*role)(const char *url);
+	int (*route)(void *ud, struct MHD_Connection *c, const char *method, const char *url,
+	             enum MHD_Result *ret);
+	void *ud;
+	const char *not_found;
+};
+
 struct http_admin;
 /* Start an admin-only server (internal polling thread) on addr:port. */
-/* auth (may be NULL: open) guards /metrics; /healthz and /readyz stay open. */
+/* auth (may be NULL: open) guards /metrics; /healthz and /readyz stay open.
+ * extra (may be NULL) adds routes; it must outlive the server. */
 struct auth;
 struct http_admin *http_admin_start(const char *addr, int port, struct met_registry *reg,
-                                    http_ready_fn ready, void *ud, struct auth *auth, char *err,
+                                    http_ready_fn ready, void *ud, struct auth *auth,
+                                    const struct http_admin_extra *extra, char *err,
                                     size_t errlen);
 void http_admin_stop(struct http_admin *a); /* NULL is a no-op */
 

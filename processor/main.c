@@ -546,7 +546,8 @@ int main(int argc, char **argv)
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
 	}
-	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, auth, err, sizeof err);
+	admin = http_admin_start(cf.metrics_bind, (int)cf.metrics_port, m.reg, ready, NULL, auth, NULL, err,
+	                         sizeof err);
 	if (!admin) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto out;
