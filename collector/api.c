@@ -755,7 +755,9 @@ static enum MHD_Result post_transcript(struct MHD_Connection *c, struct api_stat
 		st->len += n;
 		return MHD_YES;
 	}
-	if (st->submitted) { /* resumed by the writer */
+	if (st->submitted) {
+		if (st->job.status == 0)
+			return MHD_YES; /* Redis has not answered yet: called again next pass */
 		if (st->job.status == 202) {
 			char ok[96];
 			met_inc(m_messages, (double)st->n_messages);
@@ -797,12 +799,9 @@ static enum MHD_Result post_transcript(struct MHD_Connection *c, struct api_stat
 	en->data[0] = norm;
 	en->lens[0] = norm_len;
 	en->n = 1;
-	st->job.conn = c;
 	st->job.events = en;
 	st->job.stream = conf->transcript_stream;
-	st->job.status = 0;
 	st->submitted = 1;
-	MHD_suspend_connection(c);
 	writer_submit(&st->job);
 	return MHD_YES;
 }
@@ -858,6 +857,7 @@ void api_free(void *state)
 	struct api_state *st = state;
 	if (!st)
 		return;
+	writer_cancel(&st->job);
 	api_params_free(&st->params);
 	ingest_result_free(&st->entry);
 	free(st->body);

@@ -1,6 +1,6 @@
 /* collector.h -- shared declarations of the collector's parts:
  * main.c (life cycle), server.c (HTTP routing and request bodies),
- * ingest.c (body -> normalised events), writer.c (Redis writer threads). */
+ * ingest.c (body -> normalised events), writer.c (pipelined Redis writes). */
 #ifndef COLLECTOR_H
 #define COLLECTOR_H
 
@@ -63,12 +63,11 @@ void ingest_result_free(struct ingest_result *r);
 
 /* ---- writer.c ---- */
 struct job {
-	struct MHD_Connection *conn;
 	struct ingest_result *events;
 	const char *stream;  /* NULL: the event stream; else e.g. conf->transcript_stream */
-	int status;          /* 0 = pending; 202 done; 503 failed */
+	int status;          /* 0 = pending; 202 done; 503 failed (err says why) */
+	int queued;          /* in a writer's queue (writer_cancel removes it) */
 	char err[160];
-	struct job *next;
 };
 
 struct writer_stats {
@@ -77,13 +76,30 @@ struct writer_stats {
 	struct met_series *batch_events; /* histogram: events per pipelined batch */
 };
 
+/* The monitor thread: backlog sampling, and Redis connections for writers. */
 int writer_start(const struct collector_conf *cf, struct writer_stats *st);
-/* Queue a job; the writer resumes job->conn when the job is done. */
+/* One writer per loop thread; its socket joins epoll set `ep` as data.u64 = tag. */
+struct writer *writer_new(int ep, uint64_t tag);
+void writer_free(struct writer *w); /* fails (503) and resumes jobs still due */
+void writer_bind(struct writer *w); /* the writer of the calling loop thread */
+/* From a request handler on a loop thread: append the job's XADDs. The
+ * handler returns MHD_YES without a response while job->status is 0;
+ * libmicrohttpd calls it again on each pass until the writer has set it.
+ * (Cheaper than suspend/resume, which re-registers the socket with epoll
+ * twice per request.) */
 void writer_submit(struct job *j);
+/* The request owning j goes away (client closed): forget j (loop thread). */
+void writer_cancel(struct job *j);
+/* 1 when a job finished since the last call (the loop must not sleep). */
+int writer_progress(struct writer *w);
+void writer_flush(struct writer *w); /* send what was appended (loop pass end, or EPOLLOUT) */
+void writer_read(struct writer *w);  /* on EPOLLIN: take replies, resume finished jobs */
+void writer_tick(struct writer *w);  /* adopt a new connection; time out a silent Redis */
+int writer_busy(const struct writer *w); /* jobs whose replies are due */
 /* Fast check before accepting work: 0 ok, else 503 reason written. */
 int writer_admit(char *why, size_t whylen);
 int writer_ready(void *ud, char *why, size_t whylen);
-void writer_stop(void); /* finishes queued jobs, then joins */
+void writer_stop(void); /* stops the monitor (after the writers are freed) */
 
 /* ---- server.c ---- */
 struct auth;

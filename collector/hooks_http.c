@@ -2,8 +2,8 @@
  * hooks_http.h). Same life as a POST /events request in server.c: the body
  * is accumulated (bounded by collector.max_body_bytes), turned into
  * canonical events (common/hookmap.c, common/otlp.c; redacted and bounded
- * by hook_finish, then ev_normalise_print), handed to the writer, and the
- * request is suspended until Redis has them.
+ * by hook_finish, then ev_normalise_print) and handed to the writer; the
+ * answer waits until Redis has them.
  *
  * Answers: a hook gets 200 with the hook output JSON ("{}" or, for a
  * blocked PreToolUse, the deny decision). A PreToolUse is always answered
@@ -77,6 +77,7 @@ void hooks_http_free(void *state)
 	struct hreq *r = state;
 	if (!r)
 		return;
+	writer_cancel(&r->job);
 	ingest_result_free(&r->events);
 	free(r->body);
 	free(r->answer);
@@ -292,7 +293,8 @@ enum MHD_Result hooks_http_handle(struct MHD_Connection *c, const struct collect
 	}
 
 	if (r->submitted) {
-		/* resumed by the writer */
+		if (r->job.status == 0)
+			return MHD_YES; /* Redis has not answered yet: called again next pass */
 		if (r->job.status == 202)
 			server_count_accepted(r->job.events->n);
 		if (r->job.status == 202 || r->decision)
@@ -332,11 +334,8 @@ enum MHD_Result hooks_http_handle(struct MHD_Connection *c, const struct collect
 			return answer(c, code, 200, r->answer ? r->answer : "{}");
 		return unavailable(c, cf, code, why);
 	}
-	r->job.conn = c;
 	r->job.events = &r->events;
-	r->job.status = 0;
 	r->submitted = 1;
-	MHD_suspend_connection(c);
 	writer_submit(&r->job);
 	return MHD_YES;
 }

@@ -1,10 +1,19 @@
-/* server.c -- the collector's HTTP front: libmicrohttpd thread pool + epoll.
- * Routes, Content-Type and size checks, body accumulation (bounded), then
- * hands parsed events to the writer and suspends the request until Redis has
- * them. Per-request state (struct req) is owned by the connection and freed
- * in the completion callback. Runs on libmicrohttpd's worker threads.
+/* server.c -- the collector's HTTP front: collector.threads event loops, each
+ * one thread running its own libmicrohttpd daemon (external epoll mode) on the
+ * shared listening socket, plus that thread's Redis writer (writer.c), so a
+ * request is read, parsed, XADDed (pipelined with the others of the same pass)
+ * and answered without a thread hand-off. Routes, Content-Type and size
+ * checks, body accumulation (bounded). Per-request state (struct req) is owned
+ * by the connection and freed in the completion callback.
  * TLS (collector.tls_cert/tls_key): GnuTLS inside libmicrohttpd; the PEM
  * texts are read and checked once at start (common/tls.c) and kept until stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,7 +55,21 @@ struct req {
 
 static const struct collector_conf *conf;
 static struct met_registry *reg;
-static struct MHD_Daemon *daemon_h;
+/* One event loop: its thread, daemon, epoll set and Redis writer. */
+struct loop {
+	pthread_t thread;
+	int started;
+	struct MHD_Daemon *d;
+	int ep;
+	struct writer *w;
+};
+#define MAX_LOOPS 64
+#define TAG_MHD 1
+#define TAG_REDIS 2
+static struct loop loops[MAX_LOOPS];
+static int n_loops;
+static int listen_fd = -1;
+static atomic_int quiesce_req, stop_req;
 static struct auth *auth; /* NULL: no keys configured (loopback only) */
 static struct ev_limits limits;
 static struct writer_stats wstats;
@@ -143,7 +166,8 @@ static enum MHD_Result handle_post_done(struct req *rq, struct MHD_Connection *c
 {
 	char why[192];
 	if (rq->submitted) {
-		/* resumed by the writer */
+		if (rq->job.status == 0)
+			return MHD_YES; /* Redis has not answered yet: called again next pass */
 		if (rq->job.status == 202)
 			return reply_queued(rq, c);
 		return unavailable(rq, c, "redis_unavailable", rq->job.err);
@@ -171,11 +195,8 @@ static enum MHD_Result handle_post_done(struct req *rq, struct MHD_Connection *c
 	}
 	free(rq->body);
 	rq->body = NULL;
-	rq->job.conn = c;
 	rq->job.events = &rq->events;
-	rq->job.status = 0;
 	rq->submitted = 1;
-	MHD_suspend_connection(c);
 	writer_submit(&rq->job);
 	return MHD_YES;
 }
@@ -376,6 +397,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	snprintf(code, sizeof code, "%d", rq->code ? rq->code : 499);
 	met_inc(met_series(m_requests, route_names[rq->route], code), 1);
 	met_observe(m_dur[rq->route], elapsed_s(&rq->start));
+	writer_cancel(&rq->job);
 	ingest_result_free(&rq->events);
 	auth_sig_free(rq->sig);
 	api_free(rq->api);
@@ -439,6 +461,149 @@ struct ev_limits collector_limits(const struct collector_conf *cf)
 	return l;
 }
 
+/* One pass: Redis replies (finishing jobs), libmicrohttpd's connections
+ * (handlers append XADDs, or answer jobs just finished), then one write of
+ * the appended XADDs. */
+static void *loop_main(void *arg)
+{
+	struct loop *l = arg;
+	int quiesced = 0;
+	long long drain_until = 0;
+	writer_bind(l->w);
+	for (;;) {
+		if (atomic_load(&quiesce_req) && !quiesced) {
+			MHD_quiesce_daemon(l->d); /* the socket is shared: server_stop closes it */
+			quiesced = 1;
+		}
+		if (atomic_load(&stop_req)) {
+			struct timespec t;
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			long long now = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+			if (!drain_until)
+				drain_until = now + 5000;
+			if ((atomic_load(&in_flight) == 0 && !writer_busy(l->w)) || now > drain_until)
+				break;
+		}
+		MHD_UNSIGNED_LONG_LONG mhd_to;
+		int timeout = 100;
+		if (MHD_get_timeout(l->d, &mhd_to) == MHD_YES && mhd_to < (MHD_UNSIGNED_LONG_LONG)timeout)
+			timeout = (int)mhd_to;
+		/* Requests waiting for Redis make libmicrohttpd ask for another pass
+		 * at once; while replies are due and none came since the last
+		 * pass, sleep until one comes (or a client sends) instead of
+		 * spinning. */
+		if (writer_progress(l->w))
+			timeout = 0;
+		else if (timeout == 0 && writer_busy(l->w))
+			timeout = 100;
+		if (atomic_load(&stop_req) && timeout > 10)
+			timeout = 10;
+		struct epoll_event evs[4];
+		int n = epoll_wait(l->ep, evs, 4, timeout);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u64 != TAG_REDIS)
+				continue;
+			if (evs[i].events & EPOLLOUT)
+				writer_flush(l->w);
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				writer_read(l->w);
+		}
+		MHD_run(l->d);
+		writer_flush(l->w);
+		writer_tick(l->w);
+	}
+	return NULL;
+}
+
+/* The listening socket every loop's daemon accepts from. */
+static int open_listener(const struct sockaddr_storage *ss, socklen_t sl, char *err, size_t errlen)
+{
+	int one = 1;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "collector: socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ss->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)ss, sl) || listen(fd, 1024)) {
+		snprintf(err, errlen, "collector: cannot listen on %s:%lld: %s", conf->bind, conf->port,
+		         strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void loops_stop(void)
+{
+	atomic_store(&quiesce_req, 1);
+	atomic_store(&stop_req, 1);
+	for (int i = 0; i < n_loops; i++)
+		if (loops[i].started) {
+			pthread_join(loops[i].thread, NULL);
+			loops[i].started = 0;
+		}
+	/* no loop runs now: the monitor goes first (it hands contexts to
+	 * writers), then each writer answers what it still holds */
+	writer_stop();
+	for (int i = 0; i < n_loops; i++) {
+		struct loop *l = &loops[i];
+		writer_free(l->w);
+		l->w = NULL;
+		if (l->d) {
+			MHD_quiesce_daemon(l->d);
+			MHD_run(l->d); /* send the answers of the requests just resumed */
+			MHD_stop_daemon(l->d);
+			l->d = NULL;
+		}
+		if (l->ep >= 0)
+			close(l->ep);
+		l->ep = -1;
+	}
+	n_loops = 0;
+	if (listen_fd >= 0)
+		close(listen_fd);
+	listen_fd = -1;
+}
+
+static int loop_start(struct loop *l, unsigned flags, struct MHD_OptionItem *tls, char *err, size_t errlen)
+{
+	unsigned limit = (unsigned)((conf->max_connections + n_loops - 1) / n_loops);
+	l->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (l->ep < 0) {
+		snprintf(err, errlen, "collector: epoll_create1: %s", strerror(errno));
+		return -1;
+	}
+	l->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, to catch all */
+	                        MHD_OPTION_LISTEN_SOCKET, listen_fd,
+	                        MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+	                        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+	                        MHD_OPTION_ARRAY, tls,
+	                        MHD_OPTION_END);
+	if (!l->d) {
+		snprintf(err, errlen, "collector: cannot start the HTTP server%s",
+		         tls_cert_pem ? " (TLS set-up failed?)" : "");
+		return -1;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
+	struct epoll_event e = {.events = EPOLLIN, .data.u64 = TAG_MHD};
+	if (!di || epoll_ctl(l->ep, EPOLL_CTL_ADD, di->epoll_fd, &e)) {
+		snprintf(err, errlen, "collector: epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	l->w = writer_new(l->ep, TAG_REDIS);
+	if (!l->w) {
+		snprintf(err, errlen, "collector: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 int server_start(const struct collector_conf *cf, struct met_registry *r, struct auth *a,
                  char *err, size_t errlen)
 {
@@ -477,12 +642,14 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, struct
 		return -1;
 	}
 	if (writer_start(cf, &wstats)) {
-		snprintf(err, errlen, "collector: cannot start writer threads");
+		snprintf(err, errlen, "collector: cannot start the Redis monitor thread");
 		tls_free();
 		return -1;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-	                 MHD_USE_ERROR_LOG;
+	listen_fd = open_listener(&ss, sl, err, errlen);
+	if (listen_fd < 0)
+		goto fail;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* the TLS options ride in an array so that plain HTTP passes none */
@@ -494,24 +661,26 @@ int server_start(const struct collector_conf *cf, struct met_registry *r, struct
 	};
 	if (tls_cert_pem)
 		flags |= MHD_USE_TLS;
-	daemon_h = MHD_start_daemon(flags, (uint16_t)cf->port, NULL, NULL, handler, NULL,
-	                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, to catch all */
-	                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cf->threads,
-	                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cf->max_connections,
-	                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-	                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-	                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-	                            MHD_OPTION_ARRAY, tls_cert_pem ? tls_opts : &tls_opts[3],
-	                            MHD_OPTION_END);
-	if (!daemon_h) {
-		snprintf(err, errlen, "collector: cannot listen on %s:%lld (port in use%s?)", cf->bind, cf->port,
-		         tls_cert_pem ? ", or TLS set-up failed" : "");
-		writer_stop();
-		tls_free();
-		return -1;
+	atomic_store(&quiesce_req, 0);
+	atomic_store(&stop_req, 0);
+	n_loops = cf->threads < MAX_LOOPS ? (int)cf->threads : MAX_LOOPS;
+	for (int i = 0; i < n_loops; i++)
+		loops[i].ep = -1;
+	for (int i = 0; i < n_loops; i++)
+		if (loop_start(&loops[i], flags, tls_cert_pem ? tls_opts : &tls_opts[3], err, errlen))
+			goto fail;
+	for (int i = 0; i < n_loops; i++) {
+		if (pthread_create(&loops[i].thread, NULL, loop_main, &loops[i])) {
+			snprintf(err, errlen, "collector: cannot start loop threads");
+			goto fail;
+		}
+		loops[i].started = 1;
 	}
 	return 0;
+fail:
+	loops_stop();
+	tls_free();
+	return -1;
 }
 
 void server_count_accepted(size_t n)
@@ -521,22 +690,13 @@ void server_count_accepted(size_t n)
 
 void server_quiesce(void)
 {
-	if (daemon_h)
-		MHD_quiesce_daemon(daemon_h);
+	atomic_store(&quiesce_req, 1);
 }
 
 void server_stop(void)
 {
-	/* The writer finishes (and resumes) every queued request first. */
-	writer_stop();
-	/* Let resumed requests send their answers before connections close. */
-	for (int i = 0; i < 500 && atomic_load(&in_flight) > 0; i++) {
-		struct timespec ts = {0, 10 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	if (daemon_h) {
-		MHD_stop_daemon(daemon_h);
-		daemon_h = NULL;
-	}
+	/* Each loop answers its requests in flight (5 s at most), then stops;
+	 * what is still unanswered after that gets 503. */
+	loops_stop();
 	tls_free();
 }

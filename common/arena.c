@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #define CHUNK 65536
+#define FIRST_CHUNK 8192 /* most requests fit; malloc recycles it from its bins */
 
 struct chunk {
 	struct chunk *next;
@@ -57,7 +58,7 @@ void *arena_alloc(struct arena *a, size_t n)
 	n = (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
 	struct chunk *c = a->head;
 	if (!c || c->cap - c->used < n) {
-		size_t cap = n > CHUNK / 4 ? n : CHUNK;
+		size_t cap = n > CHUNK / 4 ? n : c ? CHUNK : FIRST_CHUNK;
 		struct chunk *nc = malloc(sizeof *nc + cap);
 		if (!nc)
 			return NULL;
