@@ -1,8 +1,8 @@
 /* main.c -- the collector daemon: HTTP ingest of agent events into the Redis
  * stream (see server.c for the HTTP side, ingest.c for validation, writer.c
  * for Redis). Reads top to bottom: config, signals, listen, wait, drain, exit.
- * The main thread only waits for a signal; work runs on libmicrohttpd's pool
- * and the writer threads. */
+ * The main thread only waits for a signal; work runs on the event-loop
+ * threads (server.c) and the Redis monitor thread (writer.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, tls_cert), 0, -1},
 	{"collector.tls_key", CFG_STR, "", "TLS private key (PEM file, unencrypted) matching tls_cert",
 	 offsetof(T, tls_key), 0, -1},
-	{"collector.threads", CFG_INT, "2", "HTTP worker threads (epoll, one per core is right)",
+	{"collector.threads", CFG_INT, "2", "Event loops: threads, each serving HTTP with its own Redis connection",
 	 offsetof(T, threads), 1, 64},
 	{"collector.max_connections", CFG_INT, "4096", "Concurrent HTTP connections",
 	 offsetof(T, max_connections), 1, 100000},
