@@ -102,6 +102,7 @@ static void fail_all(struct writer *w, const char *why)
 	for (size_t i = 0; i < w->count; i++)
 		finish(slot_at(w, i)->j, 503, why);
 	w->first = w->count = 0;
+	w->oldest_ms = 0;
 	w->progress = 1;
 }
 
@@ -472,6 +473,8 @@ static void *monitor_main(void *arg)
 				c = rs_connect(&rconf, err, sizeof err);
 			long long len;
 			if (c && backlog_of(c, &len, err, sizeof err) == 0) {
+				next_try = 0; /* Redis answers: connect waiting writers now */
+				backoff = 0;
 				atomic_store(&stream_len, len);
 				atomic_store(&backlog_over, len > conf->max_backlog);
 				atomic_store(&redis_up, 1);

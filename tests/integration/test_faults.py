@@ -88,6 +88,57 @@ def test_redis_kill9_and_aof_restart_keeps_acknowledged_events(st):
     assert st.scalar("SELECT count(*) FROM agent_events WHERE session_id='redis-aof-refused'") == "0"
 
 
+def test_redis_stall_answers_503_after_the_timeout_and_abandoned_requests_harm_nothing(st):
+    """Redis stops answering (SIGSTOP): requests waiting on it get 503 once
+    redis.timeout_ms passes; clients that gave up meanwhile harm nothing; once
+    Redis answers again the collector accepts, and every 202 is stored."""
+    port = free_port()
+    log = open(os.path.join(st.dir, "collector-stall.log"), "ab")
+    p = subprocess.Popen([os.path.join(BUILD, "collector")], stdout=log, stderr=log,
+                         env=st.env(OBS_COLLECTOR_PORT=port, OBS_REDIS_TIMEOUT_MS=800))
+    rpid = int(open(st.dir + "/redis/redis.pid").read())
+    hdr = {"Content-Type": "application/json"}
+    try:
+        wait_for(lambda: st._healthy(port), 10, what="stall collector health")
+        assert request(port, "POST", "/events", json.dumps({"event_type": "Stop", "session_id": "stall"}),
+                       hdr)[0] == 202
+        os.kill(rpid, signal.SIGSTOP)
+        # clients that give up while their events wait for Redis
+        for i in range(8):
+            try:
+                request(port, "POST", "/events", json.dumps({"event_type": "Stop", "session_id": "stall-gone"}),
+                        hdr, timeout=0.2)
+            except OSError:
+                pass
+        t0 = time.time()
+        status, hdrs, body = request(port, "POST", "/events",
+                                     json.dumps({"event_type": "Stop", "session_id": "stall-wait"}), hdr, timeout=10)
+        waited = time.time() - t0
+        assert status == 503 and hdrs.get("retry-after") == "1", (status, body)
+        assert "redis" in body["error"]["message"], body
+        assert waited < 5, waited  # the timeout (0.8 s), not the client's
+        os.kill(rpid, signal.SIGCONT)
+        acked = []
+        def accepted():
+            s, _, b = request(port, "POST", "/events", json.dumps({"event_type": "Stop", "session_id": "stall"}), hdr)
+            if s == 202:
+                acked.extend(b["ids"])
+            return s == 202
+        # every event loop reconnects (each has its own connection)
+        wait_for(lambda: all(accepted() for _ in range(10)), 15, what="collector accepting after the stall")
+        assert p.poll() is None, "collector died"
+        for _ in range(20):
+            assert accepted()
+        wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='stall'")) >= len(acked) + 1,
+                 30, what="stall rows")
+        stored = {r[0] for r in st.sql("SELECT id FROM agent_events WHERE session_id='stall'")}
+        assert set(acked) <= stored
+    finally:
+        os.kill(rpid, signal.SIGCONT)
+        p.terminate()
+        assert p.wait(10) == 0
+
+
 def test_backlog_limit_answers_503(st):
     # A collector with a tiny backlog limit: the stream already holds entries.
     port = free_port()
