@@ -92,6 +92,14 @@ static void finish(struct job *j, int status, const char *err)
 	snprintf(j->err, sizeof j->err, "%s", err ? err : "");
 }
 
+/* A job answered at submit time: the loop must pass again before sleeping. */
+static void finish_now(struct writer *w, struct job *j, int status, const char *err)
+{
+	finish(j, status, err);
+	if (w)
+		w->progress = 1;
+}
+
 static struct slot *slot_at(struct writer *w, size_t i)
 {
 	return &w->ring[(w->first + i) % w->cap];
@@ -191,24 +199,24 @@ void writer_submit(struct job *j)
 	j->status = 0;
 	j->err[0] = '\0';
 	if (!j->events->n) {
-		finish(j, 202, NULL);
+		finish_now(w, j, 202, NULL);
 		return;
 	}
 	if (!w) { /* not a loop thread: the loops have stopped */
-		finish(j, 503, "collector is shutting down; retry later");
+		finish_now(w, j, 503, "collector is shutting down; retry later");
 		return;
 	}
 	adopt(w);
 	if (!w->c) {
 		ask_connection(w);
-		finish(j, 503, "redis unavailable; retry later");
+		finish_now(w, j, 503, "redis unavailable; retry later");
 		return;
 	}
 	if (w->count == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 64;
 		struct slot *r = malloc(cap * sizeof *r);
 		if (!r) {
-			finish(j, 503, "collector out of memory; retry later");
+			finish_now(w, j, 503, "collector out of memory; retry later");
 			return;
 		}
 		for (size_t i = 0; i < w->count; i++)
@@ -228,7 +236,7 @@ void writer_submit(struct job *j)
 		if (redisAppendCommandArgv(w->c, argc, argv, argl) != REDIS_OK) {
 			/* the earlier appends of this job are in the buffer: their
 			 * replies would be mismatched, so the connection goes */
-			finish(j, 503, "collector out of memory; retry later");
+			finish_now(w, j, 503, "collector out of memory; retry later");
 			disconnect(w, "redis XADD: out of memory");
 			return;
 		}
