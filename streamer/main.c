@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -64,10 +65,11 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, ping_interval_s), 1, 3600},
 	{"streamer.ping_timeout_s", CFG_INT, "60", "Hang up a client silent (no pong) this many seconds",
 	 offsetof(T, ping_timeout_s), 2, 7200},
-	{"streamer.threads", CFG_INT, "2",
-	 "Service threads (one per core is right): each serves its share of the clients, and sending "
-	 "to them is most of the work when many watch everything",
-	 offsetof(T, threads), 1, 64},
+	{"streamer.threads", CFG_INT, "0",
+	 "Service threads, each serving its share of the clients (sending to them is most of the work "
+	 "when many watch everything); 0: one per CPU core but one, at least 1 (the kernel's network "
+	 "work and the Redis reader need a core too)",
+	 offsetof(T, threads), 0, 64},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -144,6 +146,10 @@ int main(int argc, char **argv)
 	pthread_cond_init(&S.work, NULL);
 	S.rconf = CFG_RS_CONF(S.cf);
 	S.nshards = (int)S.cf.threads;
+	if (S.nshards == 0) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		S.nshards = ncpu > 2 ? (ncpu > 65 ? 64 : (int)ncpu - 1) : 1;
+	}
 	if (setup_metrics(&S) || source_init(&S)) {
 		log_error("start: out of memory");
 		goto out;

@@ -105,7 +105,8 @@ struct client {
 	int close_sent;
 	unsigned char close_frame[2 + 123]; /* code (big-endian) and reason */
 	size_t close_len;
-	int wake;     /* got events in this round: ask for a writable callback */
+	int wake;     /* got events in this wake-up: ask for a writable callback */
+	int asked;    /* a writable callback is asked for and has not come yet */
 	enum cstate state;
 	struct filter flt;
 	struct rs_id covered; /* with skip: live events <= covered came by replay */
@@ -591,6 +592,17 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 /* ------------------------------------------------------------------------ */
 /* Clients */
 
+/* Ask for a writable callback, once: lws keeps the request (POLLOUT) until
+ * the callback comes, and a fan-out of every event to every client would
+ * otherwise ask again for each client already waiting for its turn. */
+static void want_write(struct client *c)
+{
+	if (!c->asked) {
+		c->asked = 1;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
 static void ctl_push(struct client *c, char *json) /* takes json (may be NULL: OOM) */
 {
 	if (!json)
@@ -677,7 +689,7 @@ static void client_hangup(struct client *c, int code, const char *why, int timeo
 	c->close_frame[1] = (unsigned char)code;
 	memcpy(c->close_frame + 2, why, n);
 	c->close_len = 2 + n;
-	lws_callback_on_writable(c->wsi);
+	want_write(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, timeout_s);
 }
 
@@ -730,7 +742,7 @@ static void enqueue(struct client *c, struct qev *q)
 	*qslot(c, c->qn - 1) = q;
 	c->qbytes += e->len;
 	q->refs++;
-	if (!c->wake && sh->nwoken < sh->woken_cap) {
+	if (!c->wake && !c->asked && sh->nwoken < sh->woken_cap) {
 		c->wake = 1;
 		sh->woken[sh->nwoken++] = c;
 	}
@@ -819,7 +831,7 @@ static int client_open(struct lws *wsi, struct client *c)
 		c->state = C_REPLAY_WAIT;
 		source_request_replay(W.s, r);
 	}
-	lws_callback_on_writable(wsi);
+	want_write(c);
 	return 0;
 }
 
@@ -891,7 +903,7 @@ static void replay_ready(struct client *c, struct replay *r)
 	c->rp = r;
 	c->rp_pos = 0;
 	c->state = C_REPLAY_SEND;
-	lws_callback_on_writable(c->wsi);
+	want_write(c);
 }
 
 static char *replay_done_json(const struct replay *r)
@@ -1056,7 +1068,7 @@ static int client_write(struct client *c)
 		return 0;
 	}
 	if (c->ctl || c->state == C_REPLAY_SEND || (c->state == C_LIVE && c->qn))
-		lws_callback_on_writable(c->wsi);
+		want_write(c);
 	return 0;
 }
 
@@ -1123,7 +1135,7 @@ static void client_message(struct client *c, const char *msg, size_t len)
 	}
 	cJSON_Delete(o);
 	if (c->ctl)
-		lws_callback_on_writable(c->wsi);
+		want_write(c);
 }
 
 static int client_receive(struct client *c, struct lws *wsi, const void *in, size_t len)
@@ -1238,7 +1250,7 @@ static void service_wake(struct shard *sh)
 		struct client *c = sh->woken[i];
 		c->wake = 0;
 		if (!c->dropping && c->state == C_LIVE)
-			lws_callback_on_writable(c->wsi);
+			want_write(c);
 	}
 	sh->nwoken = 0;
 }
@@ -1253,6 +1265,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (!c || !c->active)
 			return 0;
+		c->asked = 0;
 		/* Events read while this round of writes goes on reach the clients
 		 * still to come in it, instead of waiting for the next round. */
 		if (atomic_load_explicit(&c->sh->box->ready, memory_order_relaxed))
