@@ -1595,10 +1595,11 @@ static void shard_flush(struct shard *sh)
  * and give the frames up to 1.5 s to leave. */
 static void shard_serve(struct shard *sh)
 {
-	while (!sig_stop) {
+	/* signals reach the main thread only (shard 0's, see ws_run), which
+	 * passes a stop on to the others through W.closing */
+	while (!atomic_load(&W.closing) && !(sh->idx == 0 && sig_stop)) {
 		if (lws_service(sh->ctx, 0) < 0) {
 			log_error("libwebsockets service loop failed; stopping");
-			sig_request_stop();
 			break;
 		}
 		shard_flush(sh);
