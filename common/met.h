@@ -1,7 +1,8 @@
 /* met.h -- Prometheus metrics registry and text exposition.
  * A registry owns its families; a family owns its series. Series handles stay
  * valid until met_registry_free(). Every function is thread-safe: updates are
- * lock-free atomics, series creation and rendering take the family mutex. */
+ * lock-free atomics, series creation and rendering take the family mutex --
+ * but for a struct met_local, which belongs to the one thread using it. */
 #ifndef MET_H
 #define MET_H
 

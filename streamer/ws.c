@@ -6,19 +6,24 @@
  * Sections: state and helpers; request parsing (filter/since/backlog);
  * HTTP; clients (open, queue, drop, close); frames (one lws_write per
  * writable callback); client messages (filter change, ping); the wake-up
- * from the reader and worker threads; the periodic tick; life cycle.
+ * from the reader, the worker and the acceptor; the periodic tick;
+ * accepting; life cycle.
  *
  * Shards: streamer.threads lws contexts, each served by its own thread
- * (shard 0 by the main thread), each with its own listening socket on the
- * same port (SO_REUSEPORT), its own clients, client index and buffers. Why:
- * Debian's libwebsockets 4.1.6 is built with LWS_MAX_SMP 1, so one context
- * has one service thread, and with every client unfiltered (1,000 clients x
- * 1,000 events/s) that one thread spends its time in send(2) -- loopback
- * TCP runs the receiver's side in the sender's system call -- and the time
- * one round of writes over every client takes is the lag. Shards split the
- * round between cores. A client and everything it holds belong to its
- * shard's thread; what shards share is read-only after ws_start (W below)
- * or atomic (the client count, serials, metrics).
+ * (shard 0 by the main thread), each with its own clients, client index and
+ * buffers; shard 0 also accepts every connection and deals it out (see
+ * "Accepting"). Why: Debian's libwebsockets 4.1.6 is built with
+ * LWS_MAX_SMP 1, so a context has one service thread, and with every client
+ * unfiltered (1,000 clients x 1,000 events/s) that thread spends its time in
+ * send(2) -- loopback TCP does the receiver's side inside the sender's
+ * system call -- and the time one round of writes over its clients takes is
+ * the lag. Shards split the round between cores, when there are cores to
+ * spare: on a 2-core machine that also runs the clients (make bench) a
+ * second shard only takes CPU from them and made the lag worse, hence the
+ * default of one per core but one (main.c). A client and everything it
+ * holds belong to its shard's thread; what shards share is read-only after
+ * ws_start (W below) or atomic (the client counts, serials, metrics,
+ * W.closing).
  *
  * Each client has a bounded queue of references to its shard's hold on a
  * shared event record (struct qev: the reference counts that client queues
@@ -1377,7 +1382,8 @@ static int cb_accept(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		for (int i = 0; i < 64; i++) { /* then let the loop serve the others */
 			int one = 1, fd = accept4(W.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd < 0) {
-				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+				    errno != ECONNABORTED)
 					log_kv(LOG_ERROR, "accept failed", "error", strerror(errno), NULL);
 				break;
 			}
@@ -1403,7 +1409,8 @@ static int listen_open(const char *iface, long long port, char *err, size_t errl
 	char ps[8];
 	int one = 1, rc;
 	snprintf(ps, sizeof ps, "%lld", port);
-	if ((rc = getaddrinfo(iface, ps, &hints, &res))) {
+	rc = getaddrinfo(iface, ps, &hints, &res);
+	if (rc) {
 		snprintf(err, errlen, "cannot listen on %s:%lld: %s", iface, port, gai_strerror(rc));
 		return -1;
 	}
@@ -1473,7 +1480,8 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 		struct shard *sh = &W.sh[k];
 		sh->idx = k;
 		sh->box = &s->box[k];
-		if (!(sh->route = route_new()) || met_local_init(&sh->lag, s->m.lag)) {
+		sh->route = route_new();
+		if (!sh->route || met_local_init(&sh->lag, s->m.lag)) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
@@ -1535,7 +1543,8 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	 * two-thirds idle. (+ 14: the largest WebSocket frame header.) */
 	protocols[1].tx_packet_size = (size_t)s->cf.frame_max_bytes + 14;
 
-	if (listen_open(strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind, s->cf.port, err, errlen))
+	const char *iface = strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind;
+	if (listen_open(iface, s->cf.port, err, errlen))
 		return -1;
 
 	memset(&info, 0, sizeof info);
@@ -1565,8 +1574,10 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 		struct shard *sh = &W.sh[k];
 		info.user = sh;
 		sh->ctx = lws_create_context(&info);
-		if (!sh->ctx || !(sh->vh = lws_get_vhost_by_name(sh->ctx, "default"))) {
-			snprintf(err, errlen, "cannot start libwebsockets%s", tls ? " (TLS set-up failed?)" : "");
+		sh->vh = sh->ctx ? lws_get_vhost_by_name(sh->ctx, "default") : NULL;
+		if (!sh->vh) {
+			snprintf(err, errlen, "cannot start libwebsockets%s",
+			         tls ? " (TLS set-up failed?)" : "");
 			return -1;
 		}
 		sh->box->lws = sh->ctx;
@@ -1637,7 +1648,8 @@ void ws_run(struct streamer *s)
 	for (int k = 1; k < W.nshards; k++) {
 		int rc = pthread_create(&W.sh[k].th, NULL, shard_main, &W.sh[k]);
 		if (rc) {
-			log_kv(LOG_ERROR, "cannot start a service thread; stopping", "error", strerror(rc), NULL);
+			log_kv(LOG_ERROR, "cannot start a service thread; stopping", "error", strerror(rc),
+			       NULL);
 			sig_request_stop();
 			break;
 		}

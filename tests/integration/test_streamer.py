@@ -422,7 +422,9 @@ def test_service_threads_share_the_clients(st):
         assert r.returncode != 0 and "cannot listen on 127.0.0.1:%d" % port in r.stderr, r.stderr
 
         s = "thr-" + uuid.uuid4().hex[:6]
-        read0 = st.metrics(port).get("agent_obs_streamer_events_read_total", 0)
+        # ready: the reader has placed its cursor at the stream's end
+        wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, 5, what="streamer ready")
+        read0 = st.metrics(port)["agent_obs_streamer_events_read_total"]
         before = post_all(st, [{"event_type": "Stop", "session_id": s} for _ in range(3)])
         wait_for(lambda: st.metrics(port)["agent_obs_streamer_events_read_total"] >= read0 + 3, 5,
                  what="the first events read")  # so that only the replay brings them
@@ -454,7 +456,7 @@ def test_service_threads_share_the_clients(st):
 
         m = st.metrics(port)
         sent = sum(len(w) for w in want.values())
-        assert m["agent_obs_streamer_events_sent_total"] == sent, (m["agent_obs_streamer_events_sent_total"], sent)
+        assert m["agent_obs_streamer_events_sent_total"] == sent, (m, sent)
         # live deliveries only: the 12 live clients' at least (the replay may carry some of the rest)
         lag_n = m["agent_obs_streamer_send_lag_seconds_count"]
         assert sent - len(before) - len(ids) <= lag_n <= sent - len(before), (lag_n, sent)
