@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	if (daemon_load_auth(S.cf.auth_keys_file, CFG_AUTH_OPTS(&S.cf), S.m.reg, &S.auth) ||
 	    daemon_check_bind("streamer.bind", S.cf.bind, S.auth != NULL))
 		goto out;
-	set_fd_limit(S.cf.max_clients + 64);
+	set_fd_limit(S.cf.max_clients + 64 + 4LL * S.nshards); /* + each shard's wake-up pipe */
 
 	if (ws_start(&S, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
