@@ -372,6 +372,56 @@ void met_observe(struct met_series *s, double v)
 	atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
 }
 
+int met_local_init(struct met_local *l, struct met_series *s)
+{
+	memset(l, 0, sizeof *l);
+	if (!s || s->fam->kind != MET_HISTOGRAM)
+		return -1;
+	l->counts = calloc(s->fam->nbounds + 1, sizeof *l->counts);
+	if (!l->counts)
+		return -1;
+	l->s = s;
+	l->bounds = s->fam->bounds;
+	l->nbounds = s->fam->nbounds;
+	return 0;
+}
+
+void met_local_observe(struct met_local *l, double v)
+{
+	if (!l->counts)
+		return;
+	size_t i = 0;
+	while (i < l->nbounds && !(v <= l->bounds[i])) /* as met_observe: NaN lands in +Inf */
+		i++;
+	l->counts[i]++;
+	l->n++;
+	l->sum += v;
+}
+
+void met_local_flush(struct met_local *l)
+{
+	if (!l->n)
+		return;
+	for (size_t i = 0; i <= l->nbounds; i++) {
+		if (l->counts[i])
+			atomic_fetch_add_explicit(&l->s->buckets[i], l->counts[i], memory_order_relaxed);
+		l->counts[i] = 0;
+	}
+	atomic_add_double(&l->s->value, l->sum);
+	atomic_fetch_add_explicit(&l->s->count, l->n, memory_order_relaxed);
+	l->n = 0;
+	l->sum = 0;
+}
+
+void met_local_free(struct met_local *l)
+{
+	if (!l->counts)
+		return;
+	met_local_flush(l);
+	free(l->counts);
+	memset(l, 0, sizeof *l);
+}
+
 double met_value(const struct met_series *s)
 {
 	if (!s)

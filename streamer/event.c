@@ -1,7 +1,9 @@
 /* event.c -- one stream entry as the streamer keeps it: the message every
  * client receives, framed once ({"type":"event","id":...,"event":...}), and
- * the fields filters test, all in a single allocation shared by reference
- * across client queues. */
+ * the fields filters test, all in a single allocation shared by reference:
+ * an atomic count of its holders (the shards, a replay answer), any of
+ * which may release it from its own thread. Built by the reader or the
+ * replay worker. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +42,7 @@ struct sev *sev_new(const char *sid, const char *json, size_t len)
 		cJSON_Delete(root);
 		return NULL;
 	}
-	e->refs = 1;
+	atomic_init(&e->refs, 1);
 	e->id = id;
 	memcpy(e->sid, sid, sidlen + 1);
 	e->msg = e->data;
@@ -72,6 +74,11 @@ struct sev *sev_new(const char *sid, const char *json, size_t len)
 
 void sev_unref(struct sev *e)
 {
-	if (e && --e->refs == 0)
+	if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
 		free(e);
+}
+
+void sev_share(struct sev *e, int n)
+{
+	atomic_store_explicit(&e->refs, n, memory_order_relaxed);
 }

@@ -2,13 +2,15 @@
  * WebSocket clients (WS /stream, with per-client filters and replay), plus
  * the dashboard's files, /healthz, /readyz and /metrics on the same port.
  * Reads top to bottom: config, refuse a non-loopback bind, metrics, listen
- * (ws.c), start the Redis reader and replay worker (source.c), serve until
- * SIGINT/SIGTERM, stop the threads, say goodbye to clients, exit.
+ * (ws.c: one lws context per shard), start the Redis reader and replay
+ * worker (source.c), serve until SIGINT/SIGTERM (the shards' threads, shard 0
+ * on this one), say goodbye to clients, stop the threads, exit.
  * Start reading at streamer.h for how the parts share work. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -63,6 +65,11 @@ static const struct cfg_setting settings[] = {
 	 offsetof(T, ping_interval_s), 1, 3600},
 	{"streamer.ping_timeout_s", CFG_INT, "60", "Hang up a client silent (no pong) this many seconds",
 	 offsetof(T, ping_timeout_s), 2, 7200},
+	{"streamer.threads", CFG_INT, "0",
+	 "Service threads, each serving its share of the clients (sending to them is most of the work "
+	 "when many watch everything); 0: one per CPU core but one, at least 1 (the kernel's network "
+	 "work and the Redis reader need a core too)",
+	 offsetof(T, threads), 0, 64},
 	CFG_ROWS_COMMON(T),
 };
 #undef T
@@ -103,7 +110,8 @@ static int setup_metrics(struct streamer *s)
 	s->m.queued = met_series(met_gauge(g, "agent_obs_streamer_queued_events",
 	                                   "Events waiting in client send queues, all clients", NULL));
 	s->m.inbox = met_series(met_gauge(g, "agent_obs_streamer_inbox_events",
-	                                  "Events read from Redis, not yet fanned out", NULL));
+	                                  "Events read from Redis that the busiest service thread has not yet "
+	                                  "fanned out", NULL));
 	return 0;
 }
 
@@ -136,43 +144,47 @@ int main(int argc, char **argv)
 	code = 1;
 	pthread_mutex_init(&S.mu, NULL);
 	pthread_cond_init(&S.work, NULL);
-	pthread_cond_init(&S.drained, NULL);
 	S.rconf = CFG_RS_CONF(S.cf);
-	if (setup_metrics(&S)) {
+	S.nshards = (int)S.cf.threads;
+	if (S.nshards == 0) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		S.nshards = ncpu > 2 ? (ncpu > 65 ? 64 : (int)ncpu - 1) : 1;
+	}
+	if (setup_metrics(&S) || source_init(&S)) {
 		log_error("start: out of memory");
 		goto out;
 	}
 	if (daemon_load_auth(S.cf.auth_keys_file, CFG_AUTH_OPTS(&S.cf), S.m.reg, &S.auth) ||
 	    daemon_check_bind("streamer.bind", S.cf.bind, S.auth != NULL))
 		goto out;
-	set_fd_limit(S.cf.max_clients + 64);
+	set_fd_limit(S.cf.max_clients + 64 + 4LL * S.nshards); /* + each shard's wake-up pipe */
 
 	if (ws_start(&S, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
-		goto out;
+		goto stop;
 	}
 	if (source_start(&S, err, sizeof err)) {
 		log_kv(LOG_ERROR, "start failed", "error", err, NULL);
 		goto stop;
 	}
-	char port[16];
+	char port[16], threads[16];
 	snprintf(port, sizeof port, "%lld", S.cf.port);
+	snprintf(threads, sizeof threads, "%d", S.nshards);
 	log_kv(LOG_INFO, "streamer listening", "bind", S.cf.bind, "port", port, "scheme", S.tls ? "https" : "http",
-	       "stream", S.cf.stream, "ws", "/stream", NULL);
+	       "stream", S.cf.stream, "ws", "/stream", "threads", threads, NULL);
 
-	ws_run(&S);
+	ws_run(&S); /* until SIGINT/SIGTERM; returns once every client was told goodbye */
 
-	log_info("shutting down: closing clients");
 	code = 0;
 stop:
-	source_stop(&S); /* before the context goes: the threads call lws_cancel_service */
+	source_stop(&S); /* before the contexts go: the threads call lws_cancel_service */
 	ws_stop(&S);
 	if (code == 0)
 		log_info("stopped");
 out:
+	source_free(&S);
 	auth_free(S.auth);
 	met_registry_free(S.m.reg);
-	pthread_cond_destroy(&S.drained);
 	pthread_cond_destroy(&S.work);
 	pthread_mutex_destroy(&S.mu);
 	cfg_free(settings, N_SETTINGS, &S.cf);

@@ -8,7 +8,8 @@
  * of 1,000 filters.
  * Memory: the index owns its entries; items are the caller's pointers, and
  * the caller must remove an item with the very filter it was added with.
- * Thread: whoever owns the clients (the lws service thread). */
+ * Thread: whoever owns the clients (each shard's service thread has an
+ * index of its own). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -8,16 +8,21 @@
  * nothing, and a client that missed events asks for them with since=), so a
  * group would only leave a pending list to clean up and a group that pins the
  * processor's trim floor. The cursor survives a Redis reconnect, so a short
- * outage leaves no gap. Entries become shared records (event.c) and go to
- * the service thread through the inbox; the reader waits when the inbox is
- * full (the service thread is stalled) instead of growing without bound.
+ * outage leaves no gap. Entries become shared records (event.c), one
+ * reference per shard, and go to every shard's mailbox; the reader waits when
+ * a mailbox is full (that shard is stalled) instead of growing without bound.
  *
  * Replay worker: answers since= / backlog= requests with XRANGE / XREVRANGE,
- * off the service thread so that a large replay never stalls live clients.
+ * off the service threads so that a large replay never stalls live clients,
+ * and hands each answer to the asking client's shard.
+ *
+ * Memory: a mailbox owns what it holds until its shard takes it;
+ * source_free releases what no shard took.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -48,31 +53,49 @@ void replay_free(struct replay *r)
 /* ------------------------------------------------------------------------ */
 /* Reader */
 
-/* Hand a batch to the service thread; waits while the inbox is full. */
-static int inbox_push(struct streamer *s, struct sev **v, size_t n)
+/* Hand a batch to one shard; waits while its inbox is full. The records
+ * carry a reference for this mailbox already. */
+static int box_push(struct streamer *s, struct mailbox *b, struct sev **v, size_t n)
 {
-	pthread_mutex_lock(&s->mu);
-	while (s->inbox_n + n > INBOX_MAX && s->inbox_n > 0 && !stopping(s))
-		pthread_cond_wait(&s->drained, &s->mu);
-	if (s->inbox_n + n > s->inbox_cap) {
-		size_t cap = s->inbox_cap ? s->inbox_cap : 1024;
-		while (cap < s->inbox_n + n)
+	pthread_mutex_lock(&b->mu);
+	while (b->inbox_n + n > INBOX_MAX && b->inbox_n > 0 && !stopping(s))
+		pthread_cond_wait(&b->drained, &b->mu);
+	if (b->inbox_n + n > b->inbox_cap) {
+		size_t cap = b->inbox_cap ? b->inbox_cap : 1024;
+		while (cap < b->inbox_n + n)
 			cap *= 2;
-		struct sev **nv = realloc(s->inbox, cap * sizeof *nv);
+		struct sev **nv = realloc(b->inbox, cap * sizeof *nv);
 		if (!nv) {
-			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_unlock(&b->mu);
 			return -1;
 		}
-		s->inbox = nv;
-		s->inbox_cap = cap;
+		b->inbox = nv;
+		b->inbox_cap = cap;
 	}
-	memcpy(s->inbox + s->inbox_n, v, n * sizeof *v);
-	int wake = s->inbox_n == 0; /* else a wake-up is pending: it takes these too */
-	s->inbox_n += n;
-	met_set(s->m.inbox, (double)s->inbox_n);
-	pthread_mutex_unlock(&s->mu);
+	memcpy(b->inbox + b->inbox_n, v, n * sizeof *v);
+	int wake = b->inbox_n == 0; /* else a wake-up is pending: it takes these too */
+	b->inbox_n += n;
+	atomic_store(&b->ready, 1);
+	pthread_mutex_unlock(&b->mu);
 	if (wake)
-		lws_cancel_service(s->lws);
+		lws_cancel_service(b->lws);
+	return 0;
+}
+
+/* Hand a batch to every shard. On failure the shards that did not get the
+ * batch have released their references, and the reader stops. */
+static int inbox_push(struct streamer *s, struct sev **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sev_share(v[i], s->nshards);
+	for (int k = 0; k < s->nshards; k++) {
+		if (box_push(s, &s->box[k], v, n) == 0)
+			continue;
+		for (; k < s->nshards; k++)
+			for (size_t i = 0; i < n; i++)
+				sev_unref(v[i]);
+		return -1;
+	}
 	return 0;
 }
 
@@ -182,8 +205,6 @@ static void *reader_main(void *arg)
 		snprintf(cursor, sizeof cursor, "%s", b.v[b.n - 1].id);
 		met_inc(s->m.read, (double)b.n);
 		if (n && inbox_push(s, recs, n)) {
-			for (size_t i = 0; i < n; i++)
-				sev_unref(recs[i]);
 			log_error("reader: out of memory");
 			break;
 		}
@@ -380,14 +401,16 @@ static void *worker_main(void *arg)
 		met_inc(s->m.replays, 1);
 		met_inc(s->m.replayed, (double)r->n);
 
-		pthread_mutex_lock(&s->mu);
-		if (s->done_tail)
-			s->done_tail->next = r;
+		struct mailbox *b = &s->box[r->shard];
+		pthread_mutex_lock(&b->mu);
+		if (b->done_tail)
+			b->done_tail->next = r;
 		else
-			s->done_head = r;
-		s->done_tail = r;
-		pthread_mutex_unlock(&s->mu);
-		lws_cancel_service(s->lws);
+			b->done_head = r;
+		b->done_tail = r;
+		atomic_store(&b->ready, 1);
+		pthread_mutex_unlock(&b->mu);
+		lws_cancel_service(b->lws);
 	}
 	if (c)
 		redisFree(c);
@@ -410,6 +433,30 @@ void source_request_replay(struct streamer *s, struct replay *r)
 /* ------------------------------------------------------------------------ */
 /* Life cycle */
 
+int source_init(struct streamer *s)
+{
+	s->box = calloc((size_t)s->nshards, sizeof *s->box);
+	if (!s->box)
+		return -1;
+	for (int k = 0; k < s->nshards; k++) {
+		pthread_mutex_init(&s->box[k].mu, NULL);
+		pthread_cond_init(&s->box[k].drained, NULL);
+	}
+	return 0;
+}
+
+static void wake_all(struct streamer *s)
+{
+	pthread_mutex_lock(&s->mu);
+	pthread_cond_broadcast(&s->work);
+	pthread_mutex_unlock(&s->mu);
+	for (int k = 0; k < s->nshards; k++) {
+		pthread_mutex_lock(&s->box[k].mu);
+		pthread_cond_broadcast(&s->box[k].drained);
+		pthread_mutex_unlock(&s->box[k].mu);
+	}
+}
+
 int source_start(struct streamer *s, char *err, size_t errlen)
 {
 	int rc = pthread_create(&s->reader, NULL, reader_main, s);
@@ -421,9 +468,7 @@ int source_start(struct streamer *s, char *err, size_t errlen)
 	if (rc) {
 		snprintf(err, errlen, "pthread_create replay worker: %s", strerror(rc));
 		atomic_store(&s->stop, 1);
-		pthread_mutex_lock(&s->mu);
-		pthread_cond_broadcast(&s->drained);
-		pthread_mutex_unlock(&s->mu);
+		wake_all(s);
 		pthread_join(s->reader, NULL);
 		return -1;
 	}
@@ -437,28 +482,35 @@ void source_stop(struct streamer *s)
 		return;
 	s->threads_started = 0; /* a second call is harmless */
 	atomic_store(&s->stop, 1);
-	pthread_mutex_lock(&s->mu);
-	pthread_cond_broadcast(&s->work);
-	pthread_cond_broadcast(&s->drained);
-	pthread_mutex_unlock(&s->mu);
+	wake_all(s);
 	pthread_join(s->reader, NULL);
 	pthread_join(s->worker, NULL);
-	/* what the service thread never took */
-	for (size_t i = 0; i < s->inbox_n; i++)
-		sev_unref(s->inbox[i]);
-	s->inbox_n = 0;
-	free(s->inbox);
-	s->inbox = NULL;
+}
+
+void source_free(struct streamer *s)
+{
 	while (s->req_head) {
 		struct replay *r = s->req_head;
 		s->req_head = r->next;
 		replay_free(r);
 	}
 	s->req_tail = NULL;
-	while (s->done_head) {
-		struct replay *r = s->done_head;
-		s->done_head = r->next;
-		replay_free(r);
+	for (int k = 0; s->box && k < s->nshards; k++) {
+		struct mailbox *b = &s->box[k];
+		for (size_t i = 0; i < b->inbox_n; i++)
+			sev_unref(b->inbox[i]);
+		free(b->inbox);
+		while (b->done_head) {
+			struct replay *r = b->done_head;
+			b->done_head = r->next;
+			replay_free(r);
+		}
+		for (size_t i = 0; i < b->nfds; i++)
+			close(b->fds[i]);
+		free(b->fds);
+		pthread_cond_destroy(&b->drained);
+		pthread_mutex_destroy(&b->mu);
 	}
-	s->done_tail = NULL;
+	free(s->box);
+	s->box = NULL;
 }

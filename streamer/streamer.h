@@ -1,18 +1,27 @@
 /* streamer.h -- shared declarations of the streamer's parts:
- *   main.c    life cycle: config, threads, the lws service loop, drain, exit
+ *   main.c    life cycle: config, threads, the lws service loops, drain, exit
  *   source.c  Redis side: the reader thread (XREAD BLOCK with a cursor) and
  *             the replay worker (XRANGE / XREVRANGE for since= / backlog=)
  *   event.c   one stream entry as a shared, immutable, pre-framed record
- *   ws.c      libwebsockets protocols: HTTP endpoints, WS clients, fan-out
+ *   ws.c      libwebsockets: the shards (one lws context and service thread
+ *             each), HTTP endpoints, WS clients, fan-out
  *   filter.c  the filter grammar and matcher (pure; unit-tested)
  *   webconf.c /config.json and the security headers from streamer.api_url
  *             (pure; unit-tested)
  *   route.c   the index of clients by the session / agent they filter on
  *
- * Threads: the lws service thread (main) owns every client and every
- * reference count; the reader and the replay worker only build records and
- * hand them over through the mutex-guarded queues below, then call
- * lws_cancel_service() (the one lws call that is safe from another thread).
+ * Threads: streamer.threads shards, each an lws context with its own service
+ * thread (shard 0 runs on the main thread). Shard 0 accepts every
+ * connection on the one listening socket and hands it to the shard with the
+ * fewest clients, which adopts it. A shard owns its clients and everything
+ * they point to. The reader hands every batch of records to every shard's
+ * mailbox, the worker a replay answer to the asking client's shard, the
+ * acceptor a new connection to its shard; then they call
+ * lws_cancel_service() on that shard's context (the one lws call that is
+ * safe from another thread). A
+ * record is shared by the shards (an atomic count, one reference per shard),
+ * never by the reference counting of client queues, which stays inside a
+ * shard (ws.c).
  */
 #ifndef STREAMER_H
 #define STREAMER_H
@@ -49,17 +58,17 @@ struct streamer_conf {
 	long long replay_scan_max;
 	long long ping_interval_s;
 	long long ping_timeout_s;
+	long long threads;
 	CFG_FIELDS_COMMON;
 };
 
 /* ---- event.c ---- */
 
-/* One stream entry, shared by every client queue that holds it. Immutable
- * after sev_new(); `refs` is touched only by the thread that owns the record
- * (the creator until hand-over, then the service thread). */
+/* One stream entry, shared by the shards (and a replay answer) that hold
+ * it. Immutable after sev_new() but for `refs`, one per holder, which any
+ * thread may drop. */
 struct sev {
-	int refs;
-	int64_t t_in;            /* monotonic ms when fanned out to client queues */
+	atomic_int refs;
 	struct rs_id id;
 	char sid[48];            /* stream id as text */
 	struct flt_fields f;     /* point into the record */
@@ -72,6 +81,8 @@ struct sev {
  * not a JSON object (the caller counts it) or out of memory. refs == 1. */
 struct sev *sev_new(const char *sid, const char *json, size_t len);
 void sev_unref(struct sev *e); /* NULL is a no-op */
+/* Before hand-over: one reference for each of n holders (n >= 1). */
+void sev_share(struct sev *e, int n);
 
 /* ---- route.c ---- */
 
@@ -100,6 +111,7 @@ enum replay_mode { REPLAY_NONE, REPLAY_SINCE, REPLAY_BACKLOG };
 struct replay {
 	struct replay *next;
 	uint64_t client;         /* serial of the asking client */
+	int shard;               /* ... which lives on this shard */
 	char *filter;            /* filter text at connect time (owned) */
 	enum replay_mode mode;
 	struct rs_id since;
@@ -114,10 +126,25 @@ struct replay {
 };
 void replay_free(struct replay *r);
 
+/* What the reader, the worker and the acceptor hand one shard's service
+ * thread. */
+struct mailbox {
+	struct lws_context *lws; /* the shard's context (set by ws_start) */
+	atomic_int ready;        /* inbox, done or fds not empty: a hint read without mu */
+	pthread_mutex_t mu;      /* guards everything below */
+	pthread_cond_t drained;  /* reader: the service thread emptied the inbox, or stop */
+	struct sev **inbox;      /* reader -> shard, stream order, one reference each */
+	size_t inbox_n, inbox_cap;
+	struct replay *done_head, *done_tail; /* worker -> shard */
+	int *fds;                /* accepted connections: shard 0 -> shard (owned) */
+	size_t nfds, fds_cap;
+};
+
 struct streamer {
 	struct streamer_conf cf;
 	struct rs_conf rconf;
-	struct lws_context *lws;
+	int nshards;             /* cf.threads */
+	struct mailbox *box;     /* one per shard */
 	int tls;                 /* listener speaks https/wss (set by ws_start) */
 	struct auth *auth;       /* API keys (NULL: none, loopback only); read-only */
 	atomic_int redis_ok;     /* reader connected and reading */
@@ -125,11 +152,7 @@ struct streamer {
 
 	pthread_mutex_t mu;      /* guards everything below */
 	pthread_cond_t work;     /* worker: a request arrived, or stop */
-	pthread_cond_t drained;  /* reader: the service thread emptied the inbox, or stop */
-	struct sev **inbox;      /* reader -> service thread, stream order */
-	size_t inbox_n, inbox_cap;
-	struct replay *req_head, *req_tail;   /* service -> worker */
-	struct replay *done_head, *done_tail; /* worker -> service */
+	struct replay *req_head, *req_tail;   /* shards -> worker */
 	char redis_error[160];   /* why the reader is not connected ("" when it is) */
 
 	pthread_t reader, worker;
@@ -144,11 +167,15 @@ struct streamer {
 	} m;
 };
 
-/* Start / stop the reader and the worker. source_start needs s->lws. */
+/* Mailboxes (s->nshards of them, zeroed or not) for ws_start to fill in. */
+int source_init(struct streamer *s);
+void source_free(struct streamer *s); /* what no shard took; after source_stop */
+/* Start / stop the reader and the worker; source_start needs every
+ * mailbox's lws. source_stop may be called twice. */
 int source_start(struct streamer *s, char *err, size_t errlen);
 void source_stop(struct streamer *s);
-/* Queue a replay request (service thread); the worker answers through
- * done_head and lws_cancel_service(). Takes ownership of r. */
+/* Queue a replay request (a shard's service thread); the worker answers
+ * through that shard's mailbox and lws_cancel_service(). Takes r. */
 void source_request_replay(struct streamer *s, struct replay *r);
 
 /* ---- webconf.c ---- */
@@ -166,11 +193,14 @@ void webconf_free(struct webconf *wc); /* NULL is a no-op */
 
 /* ---- ws.c ---- */
 
-/* Create the lws context listening on cf.bind:cf.port. 0 / -1 with err. */
+/* Create the shards' lws contexts, all listening on cf.bind:cf.port.
+ * 0 / -1 with err. */
 int ws_start(struct streamer *s, char *err, size_t errlen);
-/* Run the service loop until a stop is requested. */
+/* Run every shard's service loop (shard 0 on the calling thread) until a
+ * stop is requested; then each closes its clients (1001 going away), and
+ * ws_run returns when all are done. */
 void ws_run(struct streamer *s);
-/* Close every client (1001 going away) and destroy the context. */
+/* Destroy the contexts (after source_stop: its threads wake them). */
 void ws_stop(struct streamer *s);
 
 #endif

@@ -1,20 +1,41 @@
-/* ws.c -- the streamer's libwebsockets side, all on the service thread:
- * the HTTP endpoints (/healthz, /readyz, /metrics, /config.json, the
- * dashboard's files at /, all with the security headers of webconf.c), the
- * WebSocket endpoint /stream, and the fan-out of events to clients.
+/* ws.c -- the streamer's libwebsockets side: the HTTP endpoints (/healthz,
+ * /readyz, /metrics, /config.json, the dashboard's files at /, all with the
+ * security headers of webconf.c), the WebSocket endpoint /stream, and the
+ * fan-out of events to clients.
  *
  * Sections: state and helpers; request parsing (filter/since/backlog);
  * HTTP; clients (open, queue, drop, close); frames (one lws_write per
  * writable callback); client messages (filter change, ping); the wake-up
- * from the reader and worker threads; the periodic tick; life cycle.
+ * from the reader, the worker and the acceptor; the periodic tick;
+ * accepting; life cycle.
  *
- * Each client has a bounded queue of references to shared event records.
- * A writable callback sends control messages first, then replayed events,
- * then queued live events, several at a time as one JSON array when the
- * client is behind. A client whose queue overflows, or whose oldest queued
- * event has waited too long, is closed with code 4008 and counted; nothing
- * a slow client does can block the loop, because lws only calls us back
- * when its socket can take more.
+ * Shards: streamer.threads lws contexts, each served by its own thread
+ * (shard 0 by the main thread), each with its own clients, client index and
+ * buffers; shard 0 also accepts every connection and deals it out (see
+ * "Accepting"). Why: Debian's libwebsockets 4.1.6 is built with
+ * LWS_MAX_SMP 1, so a context has one service thread, and with every client
+ * unfiltered (1,000 clients x 1,000 events/s) that thread spends its time in
+ * send(2) -- loopback TCP does the receiver's side inside the sender's
+ * system call -- and the time one round of writes over its clients takes is
+ * the lag. Shards split the round between cores, when there are cores to
+ * spare: on a 2-core machine that also runs the clients (make bench) a
+ * second shard only takes CPU from them and made the lag worse, hence the
+ * default of one per core but one (main.c). A client and everything it
+ * holds belong to its shard's thread; what shards share is read-only after
+ * ws_start (W below) or atomic (the client counts, serials, metrics,
+ * W.closing).
+ *
+ * Each client has a bounded queue of references to its shard's hold on a
+ * shared event record (struct qev: the reference counts that client queues
+ * move stay thread-local; the record is counted once per shard). A
+ * writable callback first takes what the reader handed over since the last
+ * look, so that an event read during a round of writes still reaches the
+ * clients not yet written to in that round; then it sends control messages,
+ * then replayed events, then queued live events, several at a time as one
+ * JSON array when the client is behind. A client whose queue overflows, or
+ * whose oldest queued event has waited too long, is closed with code 4008
+ * and counted; nothing a slow client does can block the loop, because lws
+ * only calls us back when its socket can take more.
  *
  * With API keys configured (S.auth), /stream needs the read role and the key
  * comes as the subprotocol "agent-obs.key.<key>" offered beside
@@ -25,12 +46,18 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
@@ -63,8 +90,18 @@ struct ctl {
 
 enum cstate { C_REPLAY_WAIT, C_REPLAY_SEND, C_LIVE };
 
+/* A shard's hold on a shared record: what its client queues point to. */
+struct qev {
+	struct sev *e; /* one reference, released with the last queue's */
+	int refs;      /* queues holding this (and the fan-out loop, while it runs) */
+	int64_t t_in;  /* monotonic ms when fanned out to client queues */
+};
+
+struct shard;
+
 /* Per WebSocket connection (lws allocates and zeroes it). */
 struct client {
+	struct shard *sh;
 	struct lws *wsi;
 	struct client *prev, *next;
 	uint64_t serial;
@@ -73,14 +110,15 @@ struct client {
 	int close_sent;
 	unsigned char close_frame[2 + 123]; /* code (big-endian) and reason */
 	size_t close_len;
-	int wake;     /* got events in this round: ask for a writable callback */
+	int wake;     /* got events in this wake-up: ask for a writable callback */
+	int asked;    /* a writable callback is asked for and has not come yet */
 	enum cstate state;
 	struct filter flt;
 	struct rs_id covered; /* with skip: live events <= covered came by replay */
 	int skip;
 	struct replay *rp;    /* replay answer being sent */
 	size_t rp_pos;
-	struct sev **q;       /* ring of qcap (a power of two) slots */
+	struct qev **q;       /* ring of qcap (a power of two) slots */
 	size_t qcap, qhead, qn, qbytes;
 	struct ctl *ctl, *ctl_tail;
 	char *rx;
@@ -102,27 +140,55 @@ struct stream_req {
 	long long backlog;
 };
 
-static struct {
-	struct streamer *s;
+/* One lws context and everything its service thread owns. */
+struct shard {
+	int idx;
 	struct lws_context *ctx;
+	struct lws_vhost *vh;
+	struct mailbox *box; /* from the reader and the worker */
+	pthread_t th;        /* shards 1..n-1 (shard 0: the main thread) */
+	int th_started;
 	struct client *head;
 	size_t nclients;
-	uint64_t next_serial;
+	atomic_size_t load;  /* nclients, for shard 0's acceptor to read */
 	unsigned char *fbuf; /* LWS_PRE + frame */
 	size_t fcap;
 	struct sev **spare;  /* the inbox array swapped out last time */
 	size_t spare_cap;
+	int *fds_spare;      /* the same for the accepted connections */
+	size_t fds_spare_cap;
 	struct route *route; /* clients by the session / agent they filter on */
 	struct client **woken; /* clients that got events in this wake-up */
 	size_t nwoken, woken_cap;
 	lws_sorted_usec_list_t tick;
+	/* metrics gathered here, added to the shared series once per loop turn
+	 * (an atomic per frame and event, fought over by the shards, cost more) */
+	struct met_local lag;
+	double frames, events_sent;
+	size_t queued_shown; /* this shard's part of the queued-events gauge */
+};
+
+/* Shared by the shards: set by ws_start, read-only afterwards, or atomic. */
+static struct {
+	struct streamer *s;
+	struct shard *sh;
+	int nshards;
+	atomic_size_t nclients;   /* all shards */
+	atomic_uint_fast64_t next_serial;
+	atomic_int closing;
+	int listen_fd;            /* shard 0 accepts on it, -1 when closed */
+	unsigned next_shard;      /* acceptor's round-robin start (shard 0 only) */
 	char web_root[PATH_MAX];
 	struct lws_http_mount mounts[6];
 	struct webconf web;                       /* /config.json, CSP */
 	struct lws_protocol_vhost_options hdr[5]; /* security headers of every answer */
 	lws_retry_bo_t retry;
-	int closing;
 } W;
+
+static struct shard *shard_of(struct lws *wsi)
+{
+	return lws_context_user(lws_get_context(wsi));
+}
 
 /* {"error":{"status":S,"field":F,"message":M}} (malloc'd; NULL on OOM). */
 static char *error_json(int status, const char *field, const char *message)
@@ -178,7 +244,7 @@ static int stream_req_parse(struct lws *wsi, const struct streamer_conf *cf, str
 static int parse_args(struct lws *wsi, const struct streamer_conf *cf, struct stream_req *out,
                       const char **field, char *err, size_t errlen)
 {
-	static char buf[ARG_MAX];
+	char buf[ARG_MAX];
 	int seen_filter = 0, seen_since = 0, seen_backlog = 0;
 	char ferr[256];
 
@@ -367,9 +433,11 @@ static int confirm_upgrade(struct lws *wsi)
 	    !proto_token(protos, PROTO_WS, 1, &n))
 		return upgrade_reject(wsi, 400, "Sec-WebSocket-Protocol",
 		                      "offer the subprotocol \"" PROTO_WS "\" (beside agent-obs.key.<key>)");
-	if (W.closing)
+	if (atomic_load(&W.closing))
 		return upgrade_reject(wsi, 503, NULL, "shutting down");
-	if ((long long)W.nclients >= W.s->cf.max_clients)
+	/* all shards' clients; two upgrades on two shards at once may pass
+	 * together, so the limit can be passed by up to streamer.threads - 1 */
+	if ((long long)atomic_load(&W.nclients) >= W.s->cf.max_clients)
 		return upgrade_reject(wsi, 503, NULL, "too many clients (streamer.max_clients)");
 	if (stream_req_parse(wsi, &W.s->cf, &req, &field, err, sizeof err))
 		return upgrade_reject(wsi, 400, field, err);
@@ -529,6 +597,17 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 /* ------------------------------------------------------------------------ */
 /* Clients */
 
+/* Ask for a writable callback, once: lws keeps the request (POLLOUT) until
+ * the callback comes, and a fan-out of every event to every client would
+ * otherwise ask again for each client already waiting for its turn. */
+static void want_write(struct client *c)
+{
+	if (!c->asked) {
+		c->asked = 1;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
 static void ctl_push(struct client *c, char *json) /* takes json (may be NULL: OOM) */
 {
 	if (!json)
@@ -548,8 +627,16 @@ static void ctl_push(struct client *c, char *json) /* takes json (may be NULL: O
 	free(json);
 }
 
+static void qev_unref(struct qev *q)
+{
+	if (--q->refs == 0) {
+		sev_unref(q->e);
+		free(q);
+	}
+}
+
 /* The i-th queued event (0: the oldest). */
-static inline struct sev **qslot(struct client *c, size_t i)
+static inline struct qev **qslot(struct client *c, size_t i)
 {
 	return &c->q[(c->qhead + i) & (c->qcap - 1)];
 }
@@ -557,7 +644,7 @@ static inline struct sev **qslot(struct client *c, size_t i)
 static void queue_clear(struct client *c)
 {
 	for (size_t i = 0; i < c->qn; i++)
-		sev_unref(*qslot(c, i));
+		qev_unref(*qslot(c, i));
 	c->qhead = c->qn = c->qbytes = 0;
 }
 
@@ -566,13 +653,13 @@ static void queue_retain(struct client *c, int (*keep)(struct client *, struct s
 {
 	size_t w = 0;
 	for (size_t i = 0; i < c->qn; i++) {
-		struct sev *e = *qslot(c, i);
-		if (keep(c, e)) {
-			*qslot(c, w) = e;
+		struct qev *q = *qslot(c, i);
+		if (keep(c, q->e)) {
+			*qslot(c, w) = q;
 			w++;
 		} else {
-			c->qbytes -= e->len;
-			sev_unref(e);
+			c->qbytes -= q->e->len;
+			qev_unref(q);
 		}
 	}
 	c->qn = w;
@@ -607,7 +694,7 @@ static void client_hangup(struct client *c, int code, const char *why, int timeo
 	c->close_frame[1] = (unsigned char)code;
 	memcpy(c->close_frame + 2, why, n);
 	c->close_len = 2 + n;
-	lws_callback_on_writable(c->wsi);
+	want_write(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, timeout_s);
 }
 
@@ -627,9 +714,11 @@ static void drop_client(struct client *c, const char *reason, const char *detail
 	client_hangup(c, CLOSE_TOO_SLOW, detail, 5); /* lws allowed 5 s to send a close, too */
 }
 
-static void enqueue(struct client *c, struct sev *e)
+static void enqueue(struct client *c, struct qev *q)
 {
 	const struct streamer_conf *cf = &W.s->cf;
+	const struct sev *e = q->e;
+	struct shard *sh = c->sh;
 	if (c->skip && rs_id_cmp(e->id, c->covered) <= 0)
 		return; /* sent (or filtered) by the replay */
 	if ((long long)c->qn >= cf->client_queue_max) {
@@ -642,7 +731,7 @@ static void enqueue(struct client *c, struct sev *e)
 	}
 	if (c->qn == c->qcap) {
 		size_t ncap = c->qcap ? c->qcap * 2 : 64;
-		struct sev **nq = malloc(ncap * sizeof *nq);
+		struct qev **nq = malloc(ncap * sizeof *nq);
 		if (!nq) {
 			drop_client(c, "out_of_memory", "server out of memory");
 			return;
@@ -655,12 +744,12 @@ static void enqueue(struct client *c, struct sev *e)
 		c->qhead = 0;
 	}
 	c->qn++;
-	*qslot(c, c->qn - 1) = e;
+	*qslot(c, c->qn - 1) = q;
 	c->qbytes += e->len;
-	e->refs++;
-	if (!c->wake && W.nwoken < W.woken_cap) {
+	q->refs++;
+	if (!c->wake && !c->asked && sh->nwoken < sh->woken_cap) {
 		c->wake = 1;
-		W.woken[W.nwoken++] = c;
+		sh->woken[sh->nwoken++] = c;
 	}
 }
 
@@ -688,7 +777,9 @@ static int client_open(struct lws *wsi, struct client *c)
 	const char *field;
 	char err[320];
 
+	struct shard *sh = shard_of(wsi);
 	memset(c, 0, sizeof *c);
+	c->sh = sh;
 	c->wsi = wsi;
 	/* With the default 16 KiB a 64 KiB batch left in pieces, one poll()
 	 * round over every client for each (at 1,000 clients, the fan-out fell
@@ -702,28 +793,30 @@ static int client_open(struct lws *wsi, struct client *c)
 		return -1;
 	}
 	c->flt = req.flt; /* moved */
-	if (W.nclients + 1 > W.woken_cap) { /* room to list every client as woken */
-		size_t cap = W.woken_cap ? W.woken_cap * 2 : 256;
-		struct client **v = realloc(W.woken, cap * sizeof *v);
+	if (sh->nclients + 1 > sh->woken_cap) { /* room to list every client as woken */
+		size_t cap = sh->woken_cap ? sh->woken_cap * 2 : 256;
+		struct client **v = realloc(sh->woken, cap * sizeof *v);
 		if (!v) {
 			flt_free(&c->flt);
 			return -1;
 		}
-		W.woken = v;
-		W.woken_cap = cap;
+		sh->woken = v;
+		sh->woken_cap = cap;
 	}
-	if (route_add(W.route, c, &c->flt)) {
+	if (route_add(sh->route, c, &c->flt)) {
 		flt_free(&c->flt);
 		return -1;
 	}
-	c->serial = ++W.next_serial;
-	c->next = W.head;
-	if (W.head)
-		W.head->prev = c;
-	W.head = c;
+	c->serial = atomic_fetch_add(&W.next_serial, 1) + 1;
+	c->next = sh->head;
+	if (sh->head)
+		sh->head->prev = c;
+	sh->head = c;
 	c->active = 1;
-	W.nclients++;
-	met_set(W.s->m.clients, (double)W.nclients);
+	sh->nclients++;
+	atomic_store(&sh->load, sh->nclients);
+	atomic_fetch_add(&W.nclients, 1);
+	met_inc(W.s->m.clients, 1);
 	met_inc(W.s->m.connections, 1);
 	ctl_push(c, hello_json(c, req.mode));
 	if (req.mode == REPLAY_NONE) {
@@ -736,13 +829,14 @@ static int client_open(struct lws *wsi, struct client *c)
 			return -1;
 		}
 		r->client = c->serial;
+		r->shard = sh->idx;
 		r->mode = req.mode;
 		r->since = req.since;
 		r->backlog = req.backlog;
 		c->state = C_REPLAY_WAIT;
 		source_request_replay(W.s, r);
 	}
-	lws_callback_on_writable(wsi);
+	want_write(c);
 	return 0;
 }
 
@@ -750,20 +844,23 @@ static void client_close(struct client *c)
 {
 	if (!c || !c->active)
 		return;
+	struct shard *sh = c->sh;
 	c->active = 0;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		W.head = c->next;
+		sh->head = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	W.nclients--;
-	met_set(W.s->m.clients, (double)W.nclients);
-	route_remove(W.route, c, &c->flt);
+	sh->nclients--;
+	atomic_store(&sh->load, sh->nclients);
+	atomic_fetch_sub(&W.nclients, 1);
+	met_inc(W.s->m.clients, -1);
+	route_remove(sh->route, c, &c->flt);
 	if (c->wake) /* closed during a wake-up: leave the woken list */
-		for (size_t i = 0; i < W.nwoken; i++)
-			if (W.woken[i] == c)
-				W.woken[i] = W.woken[--W.nwoken];
+		for (size_t i = 0; i < sh->nwoken; i++)
+			if (sh->woken[i] == c)
+				sh->woken[i] = sh->woken[--sh->nwoken];
 	queue_clear(c);
 	free(c->q);
 	c->q = NULL;
@@ -811,7 +908,7 @@ static void replay_ready(struct client *c, struct replay *r)
 	c->rp = r;
 	c->rp_pos = 0;
 	c->state = C_REPLAY_SEND;
-	lws_callback_on_writable(c->wsi);
+	want_write(c);
 }
 
 static char *replay_done_json(const struct replay *r)
@@ -834,28 +931,30 @@ static char *replay_done_json(const struct replay *r)
 /* ------------------------------------------------------------------------ */
 /* Frames */
 
-static int fbuf_reserve(size_t n)
+static int fbuf_reserve(struct shard *sh, size_t n)
 {
-	if (LWS_PRE + n <= W.fcap)
+	if (LWS_PRE + n <= sh->fcap)
 		return 0;
-	size_t cap = W.fcap ? W.fcap : 65536;
+	size_t cap = sh->fcap ? sh->fcap : 65536;
 	while (cap < LWS_PRE + n)
 		cap *= 2;
-	unsigned char *nb = realloc(W.fbuf, cap);
+	unsigned char *nb = realloc(sh->fbuf, cap);
 	if (!nb)
 		return -1;
-	W.fbuf = nb;
-	W.fcap = cap;
+	sh->fbuf = nb;
+	sh->fcap = cap;
 	return 0;
 }
 
-/* Copy events get(0..) into the frame buffer: a lone event as itself, more
- * as a JSON array, within the frame limits (at least one event). Returns
- * the number of events taken, 0 on OOM; *len receives the frame length. */
+/* Copy events get(0..) into the shard's frame buffer: a lone event as
+ * itself, more as a JSON array, within the frame limits (at least one
+ * event). Returns the number of events taken, 0 on OOM; *len receives the
+ * frame length. */
 static size_t frame_build(struct sev *(*get)(struct client *, size_t), struct client *c,
                           size_t avail, size_t *len)
 {
 	const struct streamer_conf *cf = &W.s->cf;
+	struct shard *sh = c->sh;
 	size_t k = 0, bytes = 0;
 	while (k < avail && (long long)k < cf->frame_max_events) {
 		size_t add = get(c, k)->len + 1;
@@ -864,9 +963,9 @@ static size_t frame_build(struct sev *(*get)(struct client *, size_t), struct cl
 		bytes += add;
 		k++;
 	}
-	if (fbuf_reserve(bytes + 2))
+	if (fbuf_reserve(sh, bytes + 2))
 		return 0;
-	unsigned char *p = W.fbuf + LWS_PRE;
+	unsigned char *p = sh->fbuf + LWS_PRE;
 	if (k == 1) {
 		struct sev *e = get(c, 0);
 		memcpy(p, e->msg, e->len);
@@ -882,13 +981,13 @@ static size_t frame_build(struct sev *(*get)(struct client *, size_t), struct cl
 		p += e->len;
 	}
 	*p++ = ']';
-	*len = (size_t)(p - (W.fbuf + LWS_PRE));
+	*len = (size_t)(p - (sh->fbuf + LWS_PRE));
 	return k;
 }
 
 static struct sev *get_queued(struct client *c, size_t i)
 {
-	return *qslot(c, i);
+	return (*qslot(c, i))->e;
 }
 
 static struct sev *get_replayed(struct client *c, size_t i)
@@ -898,14 +997,15 @@ static struct sev *get_replayed(struct client *c, size_t i)
 
 static int write_text(struct client *c, const void *src, size_t len)
 {
-	if (src && fbuf_reserve(len))
+	struct shard *sh = c->sh;
+	if (src && fbuf_reserve(sh, len))
 		return -1;
 	if (src)
-		memcpy(W.fbuf + LWS_PRE, src, len);
-	int n = lws_write(c->wsi, W.fbuf + LWS_PRE, len, LWS_WRITE_TEXT);
+		memcpy(sh->fbuf + LWS_PRE, src, len);
+	int n = lws_write(c->wsi, sh->fbuf + LWS_PRE, len, LWS_WRITE_TEXT);
 	if (n < 0)
 		return -1;
-	met_inc(W.s->m.frames, 1);
+	sh->frames++;
 	return 0;
 }
 
@@ -913,6 +1013,7 @@ static int write_text(struct client *c, const void *src, size_t len)
  * callback while anything is left. */
 static int client_write(struct client *c)
 {
+	struct shard *sh = c->sh;
 	size_t len = 0, k;
 
 	if (c->dropping) { /* the close frame, once; then wait for the answer or the timeout */
@@ -920,10 +1021,10 @@ static int client_write(struct client *c)
 			return 0;
 		c->close_sent = 1;
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5); /* for the client's answer */
-		if (fbuf_reserve(c->close_len))
+		if (fbuf_reserve(sh, c->close_len))
 			return -1;
-		memcpy(W.fbuf + LWS_PRE, c->close_frame, c->close_len);
-		return lws_write(c->wsi, W.fbuf + LWS_PRE, c->close_len, WRITE_CLOSE) < 0 ? -1 : 0;
+		memcpy(sh->fbuf + LWS_PRE, c->close_frame, c->close_len);
+		return lws_write(c->wsi, sh->fbuf + LWS_PRE, c->close_len, WRITE_CLOSE) < 0 ? -1 : 0;
 	}
 	if (c->ctl) {
 		struct ctl *m = c->ctl;
@@ -942,7 +1043,7 @@ static int client_write(struct client *c)
 			for (size_t i = 0; i < k; i++)
 				sev_unref(c->rp->ev[c->rp_pos + i]);
 			c->rp_pos += k;
-			met_inc(W.s->m.events_sent, (double)k);
+			sh->events_sent += (double)k;
 		}
 		if (c->rp_pos >= c->rp->n) {
 			ctl_push(c, replay_done_json(c->rp));
@@ -955,14 +1056,14 @@ static int client_write(struct client *c)
 			return -1;
 		int64_t now = ev_now_ms();
 		for (size_t i = 0; i < k; i++) {
-			struct sev *e = get_queued(c, i);
-			met_observe(W.s->m.lag, (double)(now - (int64_t)e->id.ms) / 1000.0);
-			c->qbytes -= e->len;
-			sev_unref(e);
+			struct qev *q = *qslot(c, i);
+			met_local_observe(&sh->lag, (double)(now - (int64_t)q->e->id.ms) / 1000.0);
+			c->qbytes -= q->e->len;
+			qev_unref(q);
 		}
 		c->qhead = (c->qhead + k) & (c->qcap - 1);
 		c->qn -= k;
-		met_inc(W.s->m.events_sent, (double)k);
+		sh->events_sent += (double)k;
 		if (c->qn == 0 && c->qcap > 256) { /* caught up: give back a burst's memory */
 			free(c->q);
 			c->q = NULL;
@@ -972,7 +1073,7 @@ static int client_write(struct client *c)
 		return 0;
 	}
 	if (c->ctl || c->state == C_REPLAY_SEND || (c->state == C_LIVE && c->qn))
-		lws_callback_on_writable(c->wsi);
+		want_write(c);
 	return 0;
 }
 
@@ -997,10 +1098,10 @@ static void client_message(struct client *c, const char *msg, size_t len)
 			met_inc(W.s->m.bad_requests, 1);
 			ctl_push(c, error_msg("filter", err)); /* the old filter stays */
 		} else {
-			route_remove(W.route, c, &c->flt);
+			route_remove(c->sh->route, c, &c->flt);
 			flt_free(&c->flt);
 			c->flt = nf;
-			if (route_add(W.route, c, &c->flt)) {
+			if (route_add(c->sh->route, c, &c->flt)) {
 				/* unrouted, it would silently miss events: hang up instead */
 				cJSON_Delete(o);
 				drop_client(c, "out_of_memory", "server out of memory");
@@ -1039,7 +1140,7 @@ static void client_message(struct client *c, const char *msg, size_t len)
 	}
 	cJSON_Delete(o);
 	if (c->ctl)
-		lws_callback_on_writable(c->wsi);
+		want_write(c);
 }
 
 static int client_receive(struct client *c, struct lws *wsi, const void *in, size_t len)
@@ -1068,34 +1169,67 @@ static int client_receive(struct client *c, struct lws *wsi, const void *in, siz
 /* ------------------------------------------------------------------------ */
 /* Wake-up: new events from the reader, replay answers from the worker */
 
-static void service_wake(void)
+/* Offer one event to the clients of this shard that want it: queued, or
+ * (q NULL: no memory for the shard's hold) hung up, since they would
+ * otherwise miss it without knowing. */
+static void fan_out(struct shard *sh, struct sev *e, struct qev *q)
 {
-	struct streamer *s = W.s;
+	const struct route_list *ls[3];
+	size_t nl = route_lookup(sh->route, &e->f, ls);
+	for (size_t l = 0; l < nl; l++) {
+		for (size_t j = 0; j < ls[l]->n; j++) {
+			struct client *c = ls[l]->v[j];
+			if (c->dropping || !flt_match(&c->flt, &e->f))
+				continue;
+			if (q)
+				enqueue(c, q);
+			else
+				drop_client(c, "out_of_memory", "server out of memory");
+		}
+	}
+}
+
+/* Take what the mailbox holds. Runs on every wake-up, and from a writable
+ * callback when the reader has handed over more since (mid-round). */
+static void service_wake(struct shard *sh)
+{
+	struct mailbox *b = sh->box;
 	struct sev **v;
 	size_t n;
 	struct replay *done;
 
-	pthread_mutex_lock(&s->mu);
-	v = s->inbox;
-	n = s->inbox_n;
-	size_t vcap = s->inbox_cap;
-	s->inbox = W.spare;
-	s->inbox_cap = W.spare_cap;
-	s->inbox_n = 0;
-	done = s->done_head;
-	s->done_head = s->done_tail = NULL;
-	met_set(s->m.inbox, 0);
-	pthread_cond_broadcast(&s->drained);
-	pthread_mutex_unlock(&s->mu);
-	W.spare = v; /* emptied below, reused at the next wake-up */
-	W.spare_cap = vcap;
+	pthread_mutex_lock(&b->mu);
+	v = b->inbox;
+	n = b->inbox_n;
+	size_t vcap = b->inbox_cap;
+	b->inbox = sh->spare;
+	b->inbox_cap = sh->spare_cap;
+	b->inbox_n = 0;
+	done = b->done_head;
+	b->done_head = b->done_tail = NULL;
+	int *fds = b->fds;
+	size_t nfds = b->nfds, fcap = b->fds_cap;
+	b->fds = sh->fds_spare;
+	b->fds_cap = sh->fds_spare_cap;
+	b->nfds = 0;
+	atomic_store(&b->ready, 0);
+	pthread_cond_broadcast(&b->drained);
+	pthread_mutex_unlock(&b->mu);
+	sh->spare = v; /* emptied below, reused at the next wake-up */
+	sh->spare_cap = vcap;
+	sh->fds_spare = fds;
+	sh->fds_spare_cap = fcap;
+
+	for (size_t i = 0; i < nfds; i++)
+		if (!lws_adopt_socket_vhost(sh->vh, fds[i])) /* it closed the socket */
+			log_warn("libwebsockets could not adopt a connection");
 
 	while (done) {
 		struct replay *r = done;
 		struct client *c;
 		done = r->next;
 		r->next = NULL;
-		for (c = W.head; c && c->serial != r->client; c = c->next)
+		for (c = sh->head; c && c->serial != r->client; c = c->next)
 			;
 		if (c)
 			replay_ready(c, r);
@@ -1105,26 +1239,25 @@ static void service_wake(void)
 
 	int64_t now = ev_mono_ms();
 	for (size_t i = 0; i < n; i++) {
-		struct sev *e = v[i];
-		const struct route_list *ls[3];
-		size_t nl = route_lookup(W.route, &e->f, ls);
-		e->t_in = now;
-		for (size_t l = 0; l < nl; l++) {
-			for (size_t j = 0; j < ls[l]->n; j++) {
-				struct client *c = ls[l]->v[j];
-				if (!c->dropping && flt_match(&c->flt, &e->f))
-					enqueue(c, e);
-			}
+		struct qev *q = malloc(sizeof *q);
+		if (!q) {
+			fan_out(sh, v[i], NULL);
+			sev_unref(v[i]);
+			continue;
 		}
-		sev_unref(e);
+		q->e = v[i]; /* the mailbox's reference, now the hold's */
+		q->refs = 1; /* this loop's, dropped below */
+		q->t_in = now;
+		fan_out(sh, q->e, q);
+		qev_unref(q);
 	}
-	for (size_t i = 0; i < W.nwoken; i++) {
-		struct client *c = W.woken[i];
+	for (size_t i = 0; i < sh->nwoken; i++) {
+		struct client *c = sh->woken[i];
 		c->wake = 0;
 		if (!c->dropping && c->state == C_LIVE)
-			lws_callback_on_writable(c->wsi);
+			want_write(c);
 	}
-	W.nwoken = 0;
+	sh->nwoken = 0;
 }
 
 static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -1135,7 +1268,14 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	case LWS_CALLBACK_ESTABLISHED:
 		return client_open(wsi, c);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return c && c->active ? client_write(c) : 0;
+		if (!c || !c->active)
+			return 0;
+		c->asked = 0;
+		/* Events read while this round of writes goes on reach the clients
+		 * still to come in it, instead of waiting for the next round. */
+		if (atomic_load_explicit(&c->sh->box->ready, memory_order_relaxed))
+			service_wake(c->sh);
+		return client_write(c);
 	case LWS_CALLBACK_RECEIVE:
 		return c && c->active ? client_receive(c, wsi, in, len) : 0;
 	case LWS_CALLBACK_CLOSED:
@@ -1143,7 +1283,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		break;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		if (W.s)
-			service_wake();
+			service_wake(shard_of(wsi));
 		break;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		/* new connections start bound to the vhost's default protocol,
@@ -1162,17 +1302,131 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
+	struct shard *sh = lws_container_of(sul, struct shard, tick);
 	int64_t now = ev_mono_ms();
 	size_t queued = 0;
-	(void)sul;
-	for (struct client *c = W.head; c; c = c->next) {
+	for (struct client *c = sh->head; c; c = c->next) {
 		queued += c->qn;
 		if (!c->dropping && c->state == C_LIVE && c->qn &&
 		    now - (*qslot(c, 0))->t_in > W.s->cf.client_max_lag_ms)
 			drop_client(c, "lag", "too slow: events waited too long");
 	}
-	met_set(W.s->m.queued, (double)queued);
-	lws_sul_schedule(W.ctx, 0, &W.tick, tick, TICK_US);
+	/* the gauge is the sum over shards: add this shard's change */
+	met_inc(W.s->m.queued, (double)queued - (double)sh->queued_shown);
+	sh->queued_shown = queued;
+	if (sh->idx == 0) { /* the fullest mailbox, for all */
+		size_t most = 0;
+		for (int k = 0; k < W.nshards; k++) {
+			struct mailbox *b = W.sh[k].box;
+			pthread_mutex_lock(&b->mu);
+			if (b->inbox_n > most)
+				most = b->inbox_n;
+			pthread_mutex_unlock(&b->mu);
+		}
+		met_set(W.s->m.inbox, (double)most);
+	}
+	lws_sul_schedule(sh->ctx, 0, &sh->tick, tick, TICK_US);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Accepting: shard 0 takes every new connection from the one listening
+ * socket and deals it to the shard with the fewest clients (round-robin
+ * among equals, so that a burst of connections spreads evenly before any
+ * of them is counted). Not SO_REUSEPORT with a listener per shard: lws
+ * 4.1.6 sets that option only for its own multi-thread service, and the
+ * kernel's hash spreads connections only roughly; one exclusive listener
+ * also keeps a second streamer from binding the port beside this one. */
+
+static void deal(int fd)
+{
+	int best = -1;
+	for (int i = 0; i < W.nshards; i++) {
+		int k = (int)((W.next_shard + (unsigned)i) % (unsigned)W.nshards);
+		if (best < 0 || atomic_load(&W.sh[k].load) < atomic_load(&W.sh[best].load))
+			best = k;
+	}
+	W.next_shard = (unsigned)best + 1;
+	struct shard *sh = &W.sh[best];
+	if (best == 0) { /* this thread's own */
+		if (!lws_adopt_socket_vhost(sh->vh, fd))
+			log_warn("libwebsockets could not adopt a connection");
+		return;
+	}
+	struct mailbox *b = sh->box;
+	pthread_mutex_lock(&b->mu);
+	if (b->nfds == b->fds_cap) {
+		size_t cap = b->fds_cap ? b->fds_cap * 2 : 64;
+		int *nf = realloc(b->fds, cap * sizeof *nf);
+		if (!nf) {
+			pthread_mutex_unlock(&b->mu);
+			close(fd);
+			log_error("accept: out of memory; connection closed");
+			return;
+		}
+		b->fds = nf;
+		b->fds_cap = cap;
+	}
+	b->fds[b->nfds++] = fd;
+	atomic_store(&b->ready, 1);
+	pthread_mutex_unlock(&b->mu);
+	lws_cancel_service(sh->ctx);
+}
+
+/* The listening socket, watched by shard 0's lws loop as a raw descriptor. */
+static int cb_accept(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+	(void)wsi, (void)user, (void)in, (void)len;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		for (int i = 0; i < 64; i++) { /* then let the loop serve the others */
+			int one = 1, fd = accept4(W.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+				    errno != ECONNABORTED)
+					log_kv(LOG_ERROR, "accept failed", "error", strerror(errno), NULL);
+				break;
+			}
+			/* as lws's own listener does: no Nagle delay on small frames */
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			deal(fd);
+		}
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		W.listen_fd = -1; /* lws closed it (context destroyed) */
+		return 0;
+	case LWS_CALLBACK_ESTABLISHED: /* a WebSocket that asked for this name: no */
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+/* Bind and listen on iface:port. 0 / -1 with err. */
+static int listen_open(const char *iface, long long port, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+	char ps[8];
+	int one = 1, rc;
+	snprintf(ps, sizeof ps, "%lld", port);
+	rc = getaddrinfo(iface, ps, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "cannot listen on %s:%lld: %s", iface, port, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* SO_REUSEADDR: connections of a previous run in TIME_WAIT do not count */
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, SOMAXCONN)) {
+		snprintf(err, errlen, "cannot listen on %s:%lld: %s", iface, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	W.listen_fd = fd;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1182,6 +1436,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 static struct lws_protocols protocols[] = {
 	{"http", cb_http, sizeof(struct http_req), 0, 0, NULL, 0},
 	{PROTO_WS, cb_ws, sizeof(struct client), 4096, 0, NULL, 0},
+	{"agent-obs-accept", cb_accept, 0, 0, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1215,9 +1470,21 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	int tls = 0;
 
 	W.s = s;
-	if (!(W.route = route_new())) {
+	W.nshards = s->nshards;
+	W.listen_fd = -1;
+	if (!(W.sh = calloc((size_t)W.nshards, sizeof *W.sh))) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
+	}
+	for (int k = 0; k < W.nshards; k++) {
+		struct shard *sh = &W.sh[k];
+		sh->idx = k;
+		sh->box = &s->box[k];
+		sh->route = route_new();
+		if (!sh->route || met_local_init(&sh->lag, s->m.lag)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 	}
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 	/* check the files first: lws would only say the vhost failed */
@@ -1276,78 +1543,151 @@ int ws_start(struct streamer *s, char *err, size_t errlen)
 	 * two-thirds idle. (+ 14: the largest WebSocket frame header.) */
 	protocols[1].tx_packet_size = (size_t)s->cf.frame_max_bytes + 14;
 
+	const char *iface = strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind;
+	if (listen_open(iface, s->cf.port, err, errlen))
+		return -1;
+
 	memset(&info, 0, sizeof info);
-	info.port = (int)s->cf.port;
-	info.iface = strcmp(s->cf.bind, "localhost") == 0 ? "127.0.0.1" : s->cf.bind;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* connections come from deal() */
 	info.protocols = protocols;
 	info.pvo = &pvo;
 	info.mounts = &W.mounts[5];
 	info.headers = &W.hdr[0];
-	info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.retry_and_idle_policy = &W.retry;
 	info.max_http_header_data = 16384;
 	/* no fd_limit_per_thread: lws sizes its fd table from RLIMIT_NOFILE (set
 	 * in main.c); a smaller table makes it look up sockets linearly */
 	info.count_threads = 1;
 	info.server_string = "agent-obs-streamer";
-	info.user = s;
 	if (tls) { /* https:// and wss:// only; plain HTTP on this port is refused */
+		/* on every context: without it lws serves that vhost in the clear */
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = s->cf.tls_cert;
 		info.ssl_private_key_filepath = s->cf.tls_key;
 		info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1; /* TLS 1.2 and 1.3 only */
 	}
-
-	/* lws's poll() loop: each turn polls every socket (~45% of this thread
-	 * at 1,000 clients and 1,000 events/s). lws on a libuv (epoll) loop
-	 * cut that CPU, but delayed events by up to ~1.5 s at 1,000 clients
-	 * (cause not found), so it is not used. */
-	W.ctx = lws_create_context(&info);
-	if (!W.ctx) {
-		snprintf(err, errlen, "cannot listen on %s:%lld (in use, or not a local address%s?)", s->cf.bind,
-		         s->cf.port, tls ? ", or TLS set-up failed" : "");
-		webconf_free(&W.web);
+	/* lws's poll() loop: each turn polls every socket of its shard. lws on a
+	 * libuv (epoll) loop cut that CPU, but delayed events by up to ~1.5 s at
+	 * 1,000 clients (cause not found), so it is not used. */
+	for (int k = 0; k < W.nshards; k++) {
+		struct shard *sh = &W.sh[k];
+		info.user = sh;
+		sh->ctx = lws_create_context(&info);
+		sh->vh = sh->ctx ? lws_get_vhost_by_name(sh->ctx, "default") : NULL;
+		if (!sh->vh) {
+			snprintf(err, errlen, "cannot start libwebsockets%s",
+			         tls ? " (TLS set-up failed?)" : "");
+			return -1;
+		}
+		sh->box->lws = sh->ctx;
+		lws_sul_schedule(sh->ctx, 0, &sh->tick, tick, TICK_US);
+	}
+	lws_sock_file_fd_type lfd = {.filefd = W.listen_fd};
+	if (!lws_adopt_descriptor_vhost(W.sh[0].vh, LWS_ADOPT_RAW_FILE_DESC, lfd, "agent-obs-accept", NULL)) {
+		snprintf(err, errlen, "libwebsockets could not watch the listening socket");
 		return -1;
 	}
-	s->lws = W.ctx;
-	lws_sul_schedule(W.ctx, 0, &W.tick, tick, TICK_US);
 	return 0;
 }
 
-void ws_run(struct streamer *s)
+/* Add what the shard counted to the shared metrics. */
+static void shard_flush(struct shard *sh)
 {
-	(void)s;
-	while (!sig_stop)
-		if (lws_service(W.ctx, 0) < 0)
-			break;
+	met_local_flush(&sh->lag);
+	if (sh->frames > 0)
+		met_inc(W.s->m.frames, sh->frames);
+	if (sh->events_sent > 0)
+		met_inc(W.s->m.events_sent, sh->events_sent);
+	sh->frames = sh->events_sent = 0;
 }
 
-void ws_stop(struct streamer *s)
+/* Serve until a stop is requested, then say goodbye (1001) to every client
+ * and give the frames up to 1.5 s to leave. */
+static void shard_serve(struct shard *sh)
 {
-	if (!W.ctx)
-		return;
-	W.closing = 1;
-	/* Say goodbye (1001) to every client, give the frames a moment to leave. */
-	for (struct client *c = W.head; c; c = c->next) {
+	/* signals reach the main thread only (shard 0's, see ws_run), which
+	 * passes a stop on to the others through W.closing */
+	while (!atomic_load(&W.closing) && !(sh->idx == 0 && sig_stop)) {
+		if (lws_service(sh->ctx, 0) < 0) {
+			log_error("libwebsockets service loop failed; stopping");
+			break;
+		}
+		shard_flush(sh);
+	}
+	/* the first to notice wakes the others and refuses new clients */
+	if (!atomic_exchange(&W.closing, 1)) {
+		log_info("shutting down: closing clients");
+		for (int k = 0; k < W.nshards; k++)
+			lws_cancel_service(W.sh[k].ctx);
+	}
+	for (struct client *c = sh->head; c; c = c->next) {
 		if (!c->dropping)
 			client_hangup(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
 	}
 	int64_t deadline = ev_mono_ms() + 1500;
-	while (W.head && ev_mono_ms() < deadline)
-		if (lws_service(W.ctx, 0) < 0)
+	while (sh->head && ev_mono_ms() < deadline)
+		if (lws_service(sh->ctx, 0) < 0)
 			break;
-	lws_sul_cancel(&W.tick);
-	lws_context_destroy(W.ctx);
-	W.ctx = NULL;
-	s->lws = NULL;
+	shard_flush(sh);
+}
+
+static void *shard_main(void *arg)
+{
+	shard_serve(arg);
+	return NULL;
+}
+
+void ws_run(struct streamer *s)
+{
+	sigset_t all, old;
+	(void)s;
+	/* signals go to the main thread (the shard threads inherit this mask) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int k = 1; k < W.nshards; k++) {
+		int rc = pthread_create(&W.sh[k].th, NULL, shard_main, &W.sh[k]);
+		if (rc) {
+			log_kv(LOG_ERROR, "cannot start a service thread; stopping", "error", strerror(rc),
+			       NULL);
+			sig_request_stop();
+			break;
+		}
+		W.sh[k].th_started = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	shard_serve(&W.sh[0]);
+	for (int k = 1; k < W.nshards; k++)
+		if (W.sh[k].th_started)
+			pthread_join(W.sh[k].th, NULL);
+}
+
+void ws_stop(struct streamer *s)
+{
+	for (int k = 0; W.sh && k < W.nshards; k++) {
+		struct shard *sh = &W.sh[k];
+		if (sh->ctx) {
+			lws_sul_cancel(&sh->tick);
+			lws_context_destroy(sh->ctx); /* closes what is left: client_close */
+			sh->ctx = NULL;
+			sh->box->lws = NULL;
+		}
+	}
+	for (int k = 0; W.sh && k < W.nshards; k++) {
+		struct shard *sh = &W.sh[k];
+		shard_flush(sh);
+		met_local_free(&sh->lag);
+		free(sh->fbuf);
+		free(sh->spare);
+		free(sh->fds_spare);
+		route_free(sh->route);
+		free(sh->woken);
+	}
+	free(W.sh);
+	W.sh = NULL;
+	if (W.listen_fd >= 0) /* never handed to lws, or lws left it open */
+		close(W.listen_fd);
+	W.listen_fd = -1;
 	webconf_free(&W.web);
-	free(W.fbuf);
-	W.fbuf = NULL;
-	free(W.spare);
-	W.spare = NULL;
-	route_free(W.route);
-	W.route = NULL;
-	free(W.woken);
-	W.woken = NULL;
-	W.nwoken = W.woken_cap = 0;
+	(void)s;
 }

@@ -16,7 +16,12 @@ Scenarios (STREAM_BENCH_SCENARIOS, "filtered+unfiltered,..."):
   1,000 clients, each unfiltered          (the worst case: 1 M deliveries/s)
 Prints lag p50/p90/p99/p99.9/max over all deliveries, loss, frames, the
 streamer's peak RSS during the scenario and CPU use of streamer and client.
-Everything (client, streamer, Redis) shares this machine's cores.
+Everything (client, streamer, Redis) shares this machine's cores: with every
+client unfiltered the machine is saturated (loopback TCP does the receiving
+side's work inside the sender's send(2), and the client's reads cost as much
+again), so that case measures this box as much as the streamer.
+The streamer runs with its default streamer.threads (one service thread per
+core but one: 1 on a 2-core machine); STREAM_BENCH_THREADS=N overrides it.
 Asserts nothing but that every client got every event it should.
 """
 import json
@@ -37,6 +42,7 @@ SECONDS = int(os.environ.get("STREAM_BENCH_SECONDS", "10"))
 SCENARIOS = [tuple(int(x) for x in s.split("+"))
              for s in os.environ.get("STREAM_BENCH_SCENARIOS", "90+10,0+100,990+10,0+1000").split(",")]
 SESSIONS = 100
+THREADS = os.environ.get("STREAM_BENCH_THREADS")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -137,10 +143,14 @@ def main():
         st.streamer_port = free_port()
         st.start("streamer", wait_port=st.streamer_port, OBS_STREAMER_PORT=st.streamer_port,
                  OBS_STREAMER_PING_INTERVAL_S=600, OBS_STREAMER_PING_TIMEOUT_S=1200,
-                 OBS_LOG_LEVEL="warn")
+                 OBS_LOG_LEVEL="info", **({"OBS_STREAMER_THREADS": THREADS} if THREADS else {}))
+        threads = "?"
+        for line in st.log("streamer").splitlines():
+            if '"streamer listening"' in line:
+                threads = json.loads(line).get("threads", "?")
         print("streamer fan-out: %d events/s for %d s; lag = CLOCK_REALTIME receive - send, every event at "
-              "every client (C load client, tests/bench/ws_load.c); %d CPUs, load %s" % (
-                  RATE, SECONDS, os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])),
+              "every client (C load client, tests/bench/ws_load.c); %d CPUs, load %s; streamer threads %s" % (
+                  RATE, SECONDS, os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3]), threads),
               flush=True)
         print("  idle streamer RSS %.1f MB" % (proc_status(st.procs["streamer"].pid)["VmRSS"] / 1024), flush=True)
         for nfilt, nall in SCENARIOS:

@@ -9,12 +9,13 @@ keep-alive pings flow, the streamer refuses a non-loopback bind, and
 import json
 import os
 import selectors
+import signal
 import subprocess
 import threading
 import time
 import uuid
 
-from harness import BUILD, Stack, free_port, request, wait_for
+from harness import BUILD, ROOT, Stack, free_port, request, wait_for
 from wsclient import WS, Closed, HandshakeError, flatten
 
 TYPES = ["PreToolUse", "PostToolUse", "Stop", "Notification", "UserPromptSubmit"]
@@ -400,6 +401,78 @@ def test_health_ready_metrics_and_dashboard(st):
         status, hdrs, page = request(st.streamer_port, "GET", "/", raw=True)
         assert status == 200 and b"<div id=\"app\"" in page, page[:200]
         assert hdrs["content-type"].startswith("text/html")
+
+
+def test_service_threads_share_the_clients(st):
+    """streamer.threads = 3: the connections are dealt over three service
+    threads; each client still gets exactly its events (live, and a since=
+    replay answered to the right thread), the gauges add up over the threads,
+    HTTP works whichever thread answers, the listening socket stays exclusive,
+    and SIGTERM says goodbye on every thread."""
+    port = free_port()
+    log = open(os.path.join(st.dir, "streamer3.log"), "wb")
+    p = subprocess.Popen([os.path.join(BUILD, "streamer")], stdout=log, stderr=log, cwd=ROOT,
+                         env=st.env(OBS_STREAMER_PORT=port, OBS_STREAMER_THREADS=3))
+    try:
+        wait_for(lambda: st._healthy(port) or p.poll() is not None, 10, what="streamer with 3 threads")
+        assert p.poll() is None, open(log.name).read()
+        # a second streamer cannot take the port beside it
+        r = subprocess.run([os.path.join(BUILD, "streamer")], capture_output=True, text=True, timeout=10,
+                           env=st.env(OBS_STREAMER_PORT=port, OBS_STREAMER_THREADS=2))
+        assert r.returncode != 0 and "cannot listen on 127.0.0.1:%d" % port in r.stderr, r.stderr
+
+        s = "thr-" + uuid.uuid4().hex[:6]
+        # ready: the reader has placed its cursor at the stream's end
+        wait_for(lambda: request(port, "GET", "/readyz")[0] == 200, 5, what="streamer ready")
+        read0 = st.metrics(port)["agent_obs_streamer_events_read_total"]
+        before = post_all(st, [{"event_type": "Stop", "session_id": s} for _ in range(3)])
+        wait_for(lambda: st.metrics(port)["agent_obs_streamer_events_read_total"] >= read0 + 3, 5,
+                 what="the first events read")  # so that only the replay brings them
+        filters = ["session:%s" % s, "session:%s,type:Stop" % s, "session:%s,!type:Stop" % s] * 4
+        clients = {}
+        for i, f in enumerate(filters):
+            c = WS(port, "/stream?filter=" + f)
+            assert hello(c)["filter"] == f
+            clients[i] = c
+        replayer = WS(port, "/stream?filter=session:%s&since=0" % s)
+        assert hello(replayer)["replay"] == "since"
+        clients["replay"] = replayer
+        wait_for(lambda: st.metrics(port)["agent_obs_streamer_clients"] == 13, 5, what="13 clients")
+
+        events = [{"event_type": "Stop" if i % 2 else "Notification", "session_id": s} for i in range(60)]
+        ids = post_all(st, events)
+        stops = [x for x, e in zip(ids, events) if e["event_type"] == "Stop"]
+        others = [x for x in ids if x not in stops]
+        want = {i: (ids, stops, others)[i % 3] for i in range(len(filters))}
+        want["replay"] = before + ids
+        got, ctl = collect(clients, lambda g: all(len(g[n]) >= len(want[n]) for n in want), 15)
+        for n in want:
+            assert [m["event"]["id"] for m in got[n]] == want[n], (n, filters[n] if n != "replay" else n)
+        while not any(m.get("type") == "replay_done" for m in ctl["replay"]):  # may follow the last event
+            m = replayer.recv_json(5)
+            assert m is not None, ctl["replay"]
+            ctl["replay"] += [x for x in flatten(m) if x.get("type") != "event"]
+            assert not [x for x in flatten(m) if x.get("type") == "event"], m  # nothing more
+
+        m = st.metrics(port)
+        sent = sum(len(w) for w in want.values())
+        assert m["agent_obs_streamer_events_sent_total"] == sent, (m, sent)
+        # live deliveries only: the 12 live clients' at least (the replay may carry some of the rest)
+        lag_n = m["agent_obs_streamer_send_lag_seconds_count"]
+        assert sent - len(before) - len(ids) <= lag_n <= sent - len(before), (lag_n, sent)
+        for _ in range(6):  # each a new connection, dealt like any other
+            assert request(port, "GET", "/healthz")[0] == 200
+        for c in clients.values():
+            c.close()
+        wait_for(lambda: st.metrics(port)["agent_obs_streamer_clients"] == 0, 5, what="clients gone")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        assert "\"msg\":\"stopped\"" in open(log.name).read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log.close()
 
 
 def test_refuses_non_loopback_bind(st):

@@ -132,6 +132,52 @@ static void test_unlabeled_zero_and_histogram(void **state)
 	met_registry_free(reg);
 }
 
+/* Observations gathered by met_local reach the series only when flushed, and
+ * then exactly as met_observe would have put them. */
+static void test_local_histogram(void **state)
+{
+	(void)state;
+	struct met_registry *reg = met_registry_new();
+	const double bounds[] = {0.25, 1, 2.5};
+	struct met_series *a = met_series(met_histogram(reg, "t_a", "A.", NULL, bounds, 3));
+	struct met_series *b = met_series(met_histogram(reg, "t_b", "B.", NULL, bounds, 3));
+	struct met_series *c = met_series(met_counter(reg, "t_c_total", "C.", NULL));
+	struct met_local l, bad;
+	const double v[] = {0.125, 0.25, 0.5, 2.5, 100, 0.125};
+
+	assert_int_equal(met_local_init(&bad, c), -1); /* not a histogram */
+	met_local_observe(&bad, 1);                     /* a no-op */
+	met_local_free(&bad);
+	assert_int_equal(met_local_init(&l, a), 0);
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		met_local_observe(&l, v[i]);
+		met_observe(b, v[i]);
+	}
+	assert_int_equal(met_count(a), 0); /* not yet flushed */
+	met_local_flush(&l);
+	met_local_flush(&l); /* nothing new: adds nothing */
+	assert_int_equal(met_count(a), 6);
+	assert_true(met_value(a) == met_value(b));
+	met_local_observe(&l, 1);
+	met_local_free(&l); /* flushes */
+	met_observe(b, 1);
+	/* the same bucket, sum and count lines: t_b's text, renamed, is t_a's */
+	char *text = render(reg);
+	char *ta = strstr(text, "t_a_bucket"), *tb = strstr(text, "t_b_bucket");
+	assert_non_null(ta);
+	assert_non_null(tb);
+	char *ta_end = strstr(ta, "# HELP"), *tb_end = strstr(tb, "# HELP");
+	assert_non_null(ta_end);
+	assert_non_null(tb_end);
+	*ta_end = *tb_end = '\0';
+	for (char *p = tb; (p = strstr(p, "t_b")); p += 3)
+		p[2] = 'a';
+	assert_string_equal(ta, tb);
+	assert_int_equal(met_count(a), 7);
+	free(text);
+	met_registry_free(reg);
+}
+
 static void test_number_format(void **state)
 {
 	(void)state;
@@ -368,6 +414,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exposition_exact),
 		cmocka_unit_test(test_unlabeled_zero_and_histogram),
+		cmocka_unit_test(test_local_histogram),
 		cmocka_unit_test(test_number_format),
 		cmocka_unit_test(test_overflow_series),
 		cmocka_unit_test(test_no_overflow_before_needed),
