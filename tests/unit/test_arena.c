@@ -22,9 +22,13 @@ static void test_alloc_aligned_and_distinct(void **state)
 	assert_int_equal((uintptr_t)q % _Alignof(max_align_t), 0);
 	char *big = arena_alloc(a, 1 << 20); /* own chunk */
 	memset(big, 7, 1 << 20);
-	char *after = arena_alloc(a, 16); /* still served from the small chunk */
-	assert_true(after > q && after < q + 65536);
-	assert_true(arena_bytes(a) >= (1u << 20) + 65536);
+	char *after = arena_alloc(a, 16); /* still served from the first (8 KiB) chunk */
+	assert_true(after > q && after < q + 8192);
+	size_t first = arena_bytes(a);
+	assert_true(first >= (1u << 20) + 8192 && first < (1u << 20) + 65536);
+	for (int i = 0; i < 64; i++) /* past the first chunk: the next ones are 64 KiB */
+		assert_non_null(arena_alloc(a, 256));
+	assert_int_equal(arena_bytes(a), first + 65536);
 	arena_free(a);
 	arena_free(NULL);
 }
