@@ -52,7 +52,7 @@ struct ingest_result {
 	char **data;  /* n serialised canonical events (owned) */
 	size_t *lens;
 	char (*ids)[37];  /* event ids, for the reply */
-	unsigned char *probe; /* 1: client gave an id but no timestamp (see rs_xadd_many) */
+	unsigned char *probe; /* 1: client gave an id but no timestamp (see rs_xadd_append) */
 	int status;       /* 0 ok, else the HTTP status to answer */
 	char *error_json; /* body for the error reply */
 	int in_arena;     /* data and error_json live in the request's arena */

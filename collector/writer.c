@@ -227,13 +227,9 @@ void writer_submit(struct job *j)
 		w->first = 0;
 	}
 	const char *stream = j->stream ? j->stream : conf->stream;
-	size_t slen = strlen(stream);
 	for (size_t i = 0; i < j->events->n; i++) {
-		const char *argv[7] = {"XADD", stream, "*", "e", j->events->data[i], "p", "1"};
-		size_t argl[7] = {4, slen, 1, 1, j->events->lens[i], 1, 1};
-		/* "p": the client gave an id but no timestamp (see rs_xadd_many) */
-		int argc = !j->events->probe || j->events->probe[i] ? 7 : 5;
-		if (redisAppendCommandArgv(w->c, argc, argv, argl) != REDIS_OK) {
+		if (rs_xadd_append(w->c, stream, j->events->data[i], j->events->lens[i],
+		                   !j->events->probe || j->events->probe[i])) {
 			/* the earlier appends of this job are in the buffer: their
 			 * replies would be mismatched, so the connection goes */
 			finish_now(w, j, 503, "collector out of memory; retry later");

@@ -175,38 +175,11 @@ int rs_batch_push(struct rs_batch *b, const char *id, const char *data, size_t l
 
 /* ---------- XADD ---------- */
 
-int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
-                 const size_t *lens, const unsigned char *probe, size_t n,
-                 char (*ids_out)[48], char *err, size_t errlen)
+int rs_xadd_append(redisContext *c, const char *stream, const char *data, size_t len, int probe)
 {
-	int rc = 0;
-	size_t slen = strlen(stream);
-	for (size_t i = 0; i < n; i++) {
-		const char *argv[7] = {"XADD", stream, "*", "e", data[i], "p", "1"};
-		size_t argl[7] = {4, slen, 1, 1, lens[i], 1, 1};
-		int argc = !probe || probe[i] ? 7 : 5;
-		if (redisAppendCommandArgv(c, argc, argv, argl) != REDIS_OK) {
-			set_err(err, errlen, "redis XADD", c, NULL);
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		redisReply *r = NULL;
-		if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
-			set_err(err, errlen, "redis XADD", c, NULL);
-			return -1; /* context is broken: caller reconnects */
-		}
-		if (r->type == REDIS_REPLY_STRING) {
-			if (ids_out)
-				snprintf(ids_out[i], 48, "%s", r->str);
-		} else {
-			if (rc == 0)
-				set_err(err, errlen, "redis XADD", c, r);
-			rc = -1;
-		}
-		freeReplyObject(r);
-	}
-	return rc;
+	const char *argv[7] = {"XADD", stream, "*", "e", data, "p", "1"};
+	size_t argl[7] = {4, strlen(stream), 1, 1, len, 1, 1};
+	return redisAppendCommandArgv(c, probe ? 7 : 5, argv, argl) == REDIS_OK ? 0 : -1;
 }
 
 int rs_dead_letter(redisContext *c, const char *dead_stream, const struct rs_entry *e,

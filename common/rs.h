@@ -39,7 +39,7 @@ struct rs_entry {
 	char *data;
 	size_t len;
 	long long deliveries; /* from XPENDING when known, else 0 */
-	int probe;            /* field "p" present: store must probe for the id (see rs_xadd_many) */
+	int probe;            /* field "p" present: store must probe for the id (see rs_xadd_append) */
 };
 struct rs_batch {
 	struct rs_entry *v;
@@ -49,14 +49,12 @@ void rs_batch_clear(struct rs_batch *b); /* frees data, keeps capacity */
 void rs_batch_free(struct rs_batch *b);
 int rs_batch_push(struct rs_batch *b, const char *id, const char *data, size_t len);
 
-/* XADD stream * e <json> [p 1] for n events, pipelined. Field "p" marks an
- * event whose client gave an id but no timestamp, so the store must look for
- * an earlier copy under another timestamp; probe == NULL marks every event
- * (the safe default). ids_out[i] receives each entry id (may be NULL). Returns 0 when all succeeded; -1 on connection
- * error (ctx unusable) or any error reply, with err filled. */
-int rs_xadd_many(redisContext *c, const char *stream, const char *const *data,
-                 const size_t *lens, const unsigned char *probe, size_t n,
-                 char (*ids_out)[48], char *err, size_t errlen);
+/* Append (not send) XADD stream * e <json> [p 1] to c's output buffer, for
+ * pipelining: the caller writes the buffer and reads one reply per append.
+ * Field "p" marks an event whose client gave an id but no timestamp, so the
+ * store must look for an earlier copy under another timestamp. 0 / -1 (out of
+ * memory; c's buffer may hold part of the command, so c must be dropped). */
+int rs_xadd_append(redisContext *c, const char *stream, const char *data, size_t len, int probe);
 
 /* Append entry e to the dead-letter stream with fields e (its data, "" when
  * gone), reason, detail and source_id (its id). 0 / -1. */
