@@ -63,6 +63,10 @@ $(BUILD)/tests/test_webconf: $(BUILD)/obj/streamer/webconf.o
 $(BUILD)/bench/ws_load: tests/bench/ws_load.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lhiredis
+# Its peer: bare loopback-TCP fan-out, no streamer code (peer_bench.py runs it).
+$(BUILD)/bench/fanout_floor: tests/bench/fanout_floor.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 # History (issue 6): the pure parts of the read API and the price table are unit-tested.
 $(BUILD)/tests/test_api: $(BUILD)/obj/collector/api_query.o $(BUILD)/obj/collector/transcript.o
@@ -149,7 +153,7 @@ test: deps
 	@BUILD=$(BUILD) tests/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench/ws_load
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/ws_load $(BUILD)/bench/fanout_floor
 	@tests/bench/run.sh
 
 # Faults under load (tests/chaos/chaos.py, ~5 min): kill -9 of every daemon,

@@ -182,6 +182,25 @@ static int dead_letter(const struct rs_entry *e, const char *reason, const char 
 	return 0;
 }
 
+/* rows[0..n) are committed (inserted of them new): count them, mark done[]. */
+static void stored(struct ev_row **rows, size_t n, long long inserted, int *done)
+{
+	atomic_store(&pg_ok, 1);
+	int64_t now = ev_now_ms();
+	met_inc(m.stored, (double)inserted);
+	met_inc(m.duplicates, (double)((long long)n - inserted));
+	met_observe(m.batch, (double)n);
+	for (size_t i = 0; i < n; i++) {
+		done[i] = 1;
+		met_observe(m.emit_lat, (double)(now - rows[i]->ts_ms) / 1000.0);
+		met_observe(m.recv_lat, (double)(now - rows[i]->received_ms) / 1000.0);
+		met_inc(met_series(m.by_type, rows[i]->event_type, rows[i]->status ? rows[i]->status : ""), 1);
+		if (rows[i]->has_latency && rows[i]->tool)
+			met_observe(met_series(m.tool_lat, rows[i]->tool), rows[i]->latency_ms / 1000.0);
+		history_count(rows[i]);
+	}
+}
+
 /* Store rows[0..n) or dead-letter the ones PostgreSQL refuses; marks done[]
  * for each entry that may be acknowledged. -1 when stopping mid-retry. */
 static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **ents,
@@ -193,21 +212,7 @@ static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **
 	for (;;) {
 		enum store_result res = store_write(db, rows, ids, probe, n, &inserted, err, sizeof err);
 		if (res == STORE_OK) {
-			atomic_store(&pg_ok, 1);
-			int64_t now = ev_now_ms();
-			met_inc(m.stored, (double)inserted);
-			met_inc(m.duplicates, (double)((long long)n - inserted));
-			met_observe(m.batch, (double)n);
-			for (size_t i = 0; i < n; i++) {
-				done[i] = 1;
-				met_observe(m.emit_lat, (double)(now - rows[i]->ts_ms) / 1000.0);
-				met_observe(m.recv_lat, (double)(now - rows[i]->received_ms) / 1000.0);
-				met_inc(met_series(m.by_type, rows[i]->event_type,
-				                   rows[i]->status ? rows[i]->status : ""), 1);
-				if (rows[i]->has_latency && rows[i]->tool)
-					met_observe(met_series(m.tool_lat, rows[i]->tool), rows[i]->latency_ms / 1000.0);
-				history_count(rows[i]);
-			}
+			stored(rows, n, inserted, done);
 			return 0;
 		}
 		met_inc(m.db_errors, 1);
@@ -247,79 +252,141 @@ static int seen_before(const char **slots, size_t nslots, const char *id)
 	}
 }
 
-/* Parse, store and acknowledge one batch. -1 on Redis failure or stop. */
-static int process(struct rs_batch *b)
+/* One batch from the stream: its entries, the rows parsed from them, the
+ * ids to acknowledge, and the rows encoded for COPY. Owned by the consume
+ * loop; batch_clear() frees what one batch used and keeps the struct. */
+struct batch {
+	struct rs_batch b; /* the entries (own their data) */
+	size_t nrows, nack, dups;
+	struct ev_row *rowv;
+	struct ev_row **rows;
+	const char **ids;     /* stream id of rows[i] */
+	struct rs_entry **ents;
+	const char **acks;    /* entries to acknowledge */
+	int *done, *probe;
+	struct store_copy copy;
+};
+
+static void batch_clear(struct batch *t)
 {
-	char err[256];
-	int rcode = -1;
-	size_t n = b->n, nrows = 0, nack = 0;
-	struct ev_row *rowv = calloc(n, sizeof *rowv);
-	struct ev_row **rows = calloc(n, sizeof *rows);
-	const char **ids = calloc(n, sizeof *ids);
-	struct rs_entry **ents = calloc(n, sizeof *ents);
-	const char **acks = calloc(n, sizeof *acks);
-	int *done = calloc(n, sizeof *done);
-	int *probe = calloc(n, sizeof *probe);
-	const char **slots = calloc(2 * n, sizeof *slots);
-	size_t dups = 0;
-	if (!rowv || !rows || !ids || !ents || !acks || !done || !probe || !slots) {
+	for (size_t i = 0; i < t->nrows; i++)
+		ev_row_free(&t->rowv[i]);
+	free(t->rowv);
+	free(t->rows);
+	free(t->ids);
+	free(t->ents);
+	free(t->acks);
+	free(t->done);
+	free(t->probe);
+	rs_batch_clear(&t->b);
+	*t = (struct batch){.b = t->b, .copy = t->copy}; /* storage kept for the next batch */
+}
+
+static void batch_free(struct batch *t)
+{
+	batch_clear(t);
+	rs_batch_free(&t->b);
+	store_copy_free(&t->copy);
+}
+
+/* Parse t->b into rows: invalid entries are dead-lettered, entries gone from
+ * the stream and repeats of an event within the batch are only
+ * acknowledged. With encode, also the COPY data. -1: out of memory. */
+static int batch_prepare(struct batch *t, int encode)
+{
+	size_t n = t->b.n;
+	int rc = -1;
+	const char **slots = calloc(2 * n + 1, sizeof *slots);
+	t->rowv = calloc(n + 1, sizeof *t->rowv);
+	t->rows = calloc(n + 1, sizeof *t->rows);
+	t->ids = calloc(n + 1, sizeof *t->ids);
+	t->ents = calloc(n + 1, sizeof *t->ents);
+	t->acks = calloc(n + 1, sizeof *t->acks);
+	t->done = calloc(n + 1, sizeof *t->done);
+	t->probe = calloc(n + 1, sizeof *t->probe);
+	if (!slots || !t->rowv || !t->rows || !t->ids || !t->ents || !t->acks || !t->done || !t->probe) {
 		log_error("process batch: out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct rs_entry *e = &b->v[i];
+		struct rs_entry *e = &t->b.v[i];
+		struct ev_row *row = &t->rowv[t->nrows];
 		struct ev_error ee;
 		if (!e->data) {
 			met_inc(m.missing, 1);
 			log_kv(LOG_WARN, "pending entry no longer in the stream (trimmed or deleted)",
 			       "stream_id", e->id, NULL);
-			acks[nack++] = e->id;
+			t->acks[t->nack++] = e->id;
 			continue;
 		}
-		if (ev_row_parse(e->data, e->len, &rowv[nrows], &ee)) {
+		if (ev_row_parse(e->data, e->len, row, &ee)) {
 			char detail[320];
 			snprintf(detail, sizeof detail, "%s: %s", ee.field, ee.problem);
 			if (dead_letter(e, "invalid_event", detail) == 0)
-				acks[nack++] = e->id;
+				t->acks[t->nack++] = e->id;
 			continue;
 		}
-		if (seen_before(slots, 2 * n, rowv[nrows].id)) {
+		if (seen_before(slots, 2 * n, row->id)) {
 			/* the same event twice in one batch: store the first */
-			ev_row_free(&rowv[nrows]);
-			acks[nack++] = e->id;
-			dups++;
+			ev_row_free(row);
+			t->acks[t->nack++] = e->id;
+			t->dups++;
 			continue;
 		}
-		history_price(&rowv[nrows]); /* cost from tokens (history.c) */
-		rows[nrows] = &rowv[nrows];
-		ids[nrows] = e->id;
-		ents[nrows] = e;
-		probe[nrows] = e->probe;
-		nrows++;
+		history_price(row); /* cost from tokens (history.c) */
+		t->rows[t->nrows] = row;
+		t->ids[t->nrows] = e->id;
+		t->ents[t->nrows] = e;
+		t->probe[t->nrows] = e->probe;
+		t->nrows++;
 	}
-	if (dups)
-		met_inc(m.duplicates, (double)dups);
-	if (nrows && store_rows(rows, ids, ents, probe, nrows, done))
-		goto out;
-	for (size_t i = 0; i < nrows; i++)
-		if (done[i])
-			acks[nack++] = ids[i];
-	if (nack && rs_ack(rc, cf.stream, cf.group, acks, nack, err, sizeof err)) {
-		redis_failed("XACK failed; entries will be redelivered (writes are idempotent)", err);
+	if (t->dups)
+		met_inc(m.duplicates, (double)t->dups);
+	if (encode && t->nrows &&
+	    store_encode(&t->copy, t->rows, t->ids, t->probe, t->nrows)) {
+		log_error("process batch: out of memory encoding rows");
 		goto out;
 	}
-	rcode = 0;
+	rc = 0;
 out:
-	for (size_t i = 0; i < nrows; i++)
-		ev_row_free(&rowv[i]);
-	free(rowv);
-	free(rows);
-	free(ids);
-	free(ents);
-	free(acks);
-	free(done);
-	free(probe);
 	free(slots);
+	return rc;
+}
+
+/* Store the batch's rows now (retrying, dead-lettering refused rows).
+ * -1 when stopping mid-retry. */
+static int batch_store(struct batch *t)
+{
+	return t->nrows ? store_rows(t->rows, t->ids, t->ents, t->probe, t->nrows, t->done) : 0;
+}
+
+/* Acknowledge what may be: entries only acked, and rows marked done. -1 on
+ * Redis failure (the entries are redelivered; writes are idempotent). */
+static int batch_ack(struct batch *t)
+{
+	char err[256];
+	for (size_t i = 0; i < t->nrows; i++)
+		if (t->done[i])
+			t->acks[t->nack++] = t->ids[i];
+	if (t->nack && rs_ack(rc, cf.stream, cf.group, t->acks, t->nack, err, sizeof err)) {
+		redis_failed("XACK failed; entries will be redelivered (writes are idempotent)", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parse, store and acknowledge the entries in b (moved into a batch, b left
+ * empty). -1 on Redis failure or stop. */
+static int process(struct rs_batch *b)
+{
+	struct batch t = {.b = *b};
+	*b = (struct rs_batch){0};
+	int rcode = -1;
+	if (batch_prepare(&t, 0) == 0 && batch_store(&t) == 0 && batch_ack(&t) == 0)
+		rcode = 0;
+	*b = t.b; /* hand the entries' storage back to the caller */
+	t.b = (struct rs_batch){0};
+	batch_free(&t);
 	return rcode;
 }
 
@@ -411,6 +478,75 @@ static void trim_and_measure(void)
 
 /* ---------- the consume loop ---------- */
 
+/* The loop keeps one batch in flight: while PostgreSQL stores it, the next
+ * one is read, parsed and encoded, and the one before is acknowledged. */
+static struct batch batches[2];
+static struct batch *fly; /* sent to PostgreSQL, not collected; or NULL */
+
+/* Finish the batch in flight: collect its outcome (a failure is retried
+ * synchronously, which also dead-letters refused rows). -1 when stopping
+ * mid-retry (nothing acknowledged). Acknowledging is the caller's. */
+static int land(void)
+{
+	char err[512];
+	long long inserted;
+	enum store_result res = store_collect(db, &inserted, err, sizeof err);
+	if (res == STORE_OK) {
+		stored(fly->rows, fly->nrows, inserted, fly->done);
+		return 0;
+	}
+	met_inc(m.db_errors, 1);
+	if (res == STORE_RETRY) {
+		atomic_store(&pg_ok, 0);
+		log_kv(LOG_WARN, "postgres write failed, will retry (nothing acknowledged)", "error", err, NULL);
+	}
+	return batch_store(fly);
+}
+
+/* Land and acknowledge the batch in flight, if any. */
+static int land_and_ack(void)
+{
+	if (!fly)
+		return 0;
+	int r = land();
+	if (r == 0 && rc)
+		batch_ack(fly);
+	batch_clear(fly);
+	fly = NULL;
+	return r;
+}
+
+/* A new batch in cur (entries read): store it, pipelined with the one in
+ * flight. -1 when stopping mid-retry. */
+static int pipeline(struct batch *cur)
+{
+	char err[512];
+	if (batch_prepare(cur, 1)) {
+		batch_clear(cur); /* nothing acknowledged: read again after a restart */
+		return land_and_ack();
+	}
+	if (fly && land()) {
+		batch_clear(fly);
+		fly = NULL;
+		return -1;
+	}
+	int sent = cur->nrows && store_send(db, &cur->copy, err, sizeof err) == STORE_OK;
+	if (fly) { /* PostgreSQL is busy with cur meanwhile */
+		if (rc)
+			batch_ack(fly);
+		batch_clear(fly);
+		fly = NULL;
+	}
+	if (sent) {
+		fly = cur;
+		return 0;
+	}
+	int r = batch_store(cur); /* not sent (PostgreSQL down?): the retrying path */
+	if (r == 0 && rc)
+		batch_ack(cur);
+	batch_clear(cur);
+	return r;
+}
 
 static void consume(void)
 {
@@ -421,7 +557,7 @@ static void consume(void)
 
 	while (!sig_stop) {
 		if (!rc) {
-			if (redis_connect())
+			if (land_and_ack() || redis_connect())
 				break;
 			if (lease_refresh(rc, cf.group, consumer))
 				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
@@ -433,6 +569,8 @@ static void consume(void)
 			next_lease = now + 10000;
 		}
 		if (now >= next_parts) {
+			if (land_and_ack())
+				break;
 			if (store_connect(db, err, sizeof err) ||
 			    store_ensure_partitions(db, (int)cf.partition_days_ahead, err, sizeof err)) {
 				atomic_store(&pg_ok, 0);
@@ -444,6 +582,8 @@ static void consume(void)
 			}
 		}
 		if (!pending_phase && now >= next_claim) {
+			if (land_and_ack())
+				break;
 			claim();
 			next_claim = now + cf.claim_interval_ms;
 			if (!rc)
@@ -458,33 +598,42 @@ static void consume(void)
 		/* history.c: transcripts (non-blocking read), partitions, retention */
 		history_tick(rc, consumer);
 
-		rs_batch_clear(&b);
-		int got;
 		if (pending_phase) {
-			/* Our own entries delivered before a crash: read them all first. */
-			got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", batch_count(entry_avg), -1,
-			                   &b, err, sizeof err);
+			/* Our own entries delivered before a crash: read them all first,
+			 * one batch at a time. */
+			rs_batch_clear(&b);
+			int got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", batch_count(entry_avg), -1,
+			                       &b, err, sizeof err);
 			if (got == 0) {
 				pending_phase = 0;
 				continue;
 			}
-		} else {
-			/* Bound a batch by bytes as well as by count: ask for as many
-			 * entries as fit in batch_max_bytes at the size seen so far. */
-			long want = batch_count(entry_avg);
-			got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, 1000, &b, err, sizeof err);
-			int64_t deadline = ev_mono_ms() + cf.batch_wait_ms;
-			while (got > 0 && (long)b.n < want && cf.batch_wait_ms > 0) {
-				int64_t left = deadline - ev_mono_ms();
-				if (left <= 0)
-					break;
-				int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want - (long)b.n,
-				                        (long)left, &b, err, sizeof err);
-				if (more <= 0) {
-					if (more < 0)
-						got = -1;
-					break;
-				}
+			if (got > 0 && process(&b) == 0)
+				continue;
+			if (got < 0)
+				redis_failed("XREADGROUP failed", err);
+			else if (rc && rc->err)
+				redis_failed("redis connection lost", rc->errstr);
+			continue;
+		}
+		/* Bound a batch by bytes as well as by count: ask for as many
+		 * entries as fit in batch_max_bytes at the size seen so far. With
+		 * a batch in flight, do not wait for new entries: land it first. */
+		struct batch *cur = fly == &batches[0] ? &batches[1] : &batches[0];
+		long want = batch_count(entry_avg);
+		int got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, fly ? -1 : 1000, &cur->b,
+		                       err, sizeof err);
+		int64_t deadline = ev_mono_ms() + cf.batch_wait_ms;
+		while (got > 0 && (long)cur->b.n < want && cf.batch_wait_ms > 0) {
+			int64_t left = deadline - ev_mono_ms();
+			if (left <= 0)
+				break;
+			int more = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want - (long)cur->b.n,
+			                        (long)left, &cur->b, err, sizeof err);
+			if (more <= 0) {
+				if (more < 0)
+					got = -1;
+				break;
 			}
 		}
 		if (got < 0) {
@@ -497,21 +646,40 @@ static void consume(void)
 			/* A batch topped up by a read that failed: without a connection
 			 * it could not be acknowledged; its entries are pending and are
 			 * read again after the reconnect. */
-			if (b.n == 0 || !rc)
+			if (cur->b.n == 0 || !rc) {
+				batch_clear(cur);
+				if (land_and_ack())
+					break;
 				continue;
+			}
 		}
-		if (b.n) {
-			size_t bytes = 0;
-			for (size_t i = 0; i < b.n; i++)
-				bytes += b.v[i].len;
-			entry_avg = (double)bytes / (double)b.n;
-		}
-		if (b.n && process(&b) == 0)
+		if (cur->b.n == 0) {
+			if (land_and_ack())
+				break;
 			continue;
+		}
+		size_t bytes = 0;
+		for (size_t i = 0; i < cur->b.n; i++)
+			bytes += cur->b.v[i].len;
+		entry_avg = (double)bytes / (double)cur->b.n;
+		if (pipeline(cur))
+			break;
 		if (rc && rc->err)
 			redis_failed("redis connection lost", rc->errstr);
 	}
+	/* Drain: the batch in flight is stored and acknowledged unless stopping
+	 * interrupted a retry (then it is redelivered after a restart). */
+	if (fly) {
+		if (store_connected(db))
+			land_and_ack();
+		else {
+			batch_clear(fly);
+			fly = NULL;
+		}
+	}
 	rs_batch_free(&b);
+	batch_free(&batches[0]);
+	batch_free(&batches[1]);
 }
 
 int main(int argc, char **argv)

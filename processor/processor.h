@@ -58,4 +58,23 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
                               const char *const *stream_ids, const int *probe, size_t n,
                               long long *inserted, char *err, size_t errlen);
 
+/* store_write in three steps, so that the caller can read and parse the next
+ * batch while PostgreSQL stores this one: encode the rows (no I/O), send
+ * them (BEGIN, COPY, move, COMMIT; returns once PostgreSQL has the data),
+ * collect the outcome. One batch in flight per store; nothing else may use
+ * the store's connection until it is collected. A failed send or collect
+ * leaves nothing committed (STORE_RETRY / STORE_DATA as above). */
+struct store_copy {
+	char *buf;  /* COPY text rows */
+	size_t len, cap;
+	long *days; /* distinct event days (since the epoch, UTC) */
+	size_t ndays, days_cap;
+};
+void store_copy_free(struct store_copy *c); /* frees the buffers, zeroes *c; NULL is a no-op */
+/* 0, or -1 when out of memory. Same arguments as store_write. */
+int store_encode(struct store_copy *c, struct ev_row *const *rows, const char *const *stream_ids,
+                 const int *probe, size_t n);
+enum store_result store_send(struct store *s, const struct store_copy *c, char *err, size_t errlen);
+enum store_result store_collect(struct store *s, long long *inserted, char *err, size_t errlen);
+
 #endif

@@ -2,6 +2,9 @@
  * COPYed into a temporary staging table and moved into agent_events with
  * INSERT ... SELECT ... ON CONFLICT DO NOTHING in one transaction. No SQL is
  * built from data: values travel only as COPY data or bound parameters.
+ * A batch can be sent and its result collected later (store_send /
+ * store_collect), so the caller prepares the next batch meanwhile. A
+ * struct store_copy (the encoded rows) belongs to whoever made it.
  * Owned and run by the processor's main thread. */
 #include <math.h>
 #include <stdio.h>
@@ -45,8 +48,8 @@ struct store {
 	char *conninfo;
 	struct pg_auth auth; /* borrowed strings (the configuration) */
 	PGconn *pg;
-	char *buf; /* COPY buffer */
-	size_t len, cap;
+	struct store_copy copy; /* store_write's encoding */
+	int in_flight;          /* a batch sent, its results not collected */
 	long known_days[64]; /* days (since epoch) whose partition exists */
 	int n_known;
 };
@@ -73,7 +76,7 @@ void store_free(struct store *s)
 	if (s->pg)
 		PQfinish(s->pg);
 	free(s->conninfo);
-	free(s->buf);
+	store_copy_free(&s->copy);
 	free(s);
 }
 
@@ -88,6 +91,7 @@ static void drop(struct store *s)
 		PQfinish(s->pg);
 	s->pg = NULL;
 	s->n_known = 0;
+	s->in_flight = 0;
 }
 
 int store_connect(struct store *s, char *err, size_t errlen)
@@ -193,7 +197,16 @@ int store_ensure_partitions(struct store *s, int days_ahead, char *err, size_t e
 
 /* ---------- COPY text format ---------- */
 
-static int reserve(struct store *s, size_t more)
+void store_copy_free(struct store_copy *c)
+{
+	if (!c)
+		return;
+	free(c->buf);
+	free(c->days);
+	*c = (struct store_copy){0};
+}
+
+static int reserve(struct store_copy *s, size_t more)
 {
 	if (s->len + more <= s->cap)
 		return 0;
@@ -208,7 +221,7 @@ static int reserve(struct store *s, size_t more)
 	return 0;
 }
 
-static int put_text(struct store *s, const char *v, char sep)
+static int put_text(struct store_copy *s, const char *v, char sep)
 {
 	if (!v) {
 		if (reserve(s, 3))
@@ -235,7 +248,7 @@ static int put_text(struct store *s, const char *v, char sep)
 	return 0;
 }
 
-static int put_num(struct store *s, int has, double v, int integer, char sep)
+static int put_num(struct store_copy *s, int has, double v, int integer, char sep)
 {
 	char tmp[40];
 	if (!has || !isfinite(v))
@@ -247,7 +260,7 @@ static int put_num(struct store *s, int has, double v, int integer, char sep)
 	return put_text(s, tmp, sep);
 }
 
-static int put_row(struct store *s, const struct ev_row *r, const char *stream_id, int probe)
+static int put_row(struct store_copy *s, const struct ev_row *r, const char *stream_id, int probe)
 {
 	int rc = 0;
 	rc |= put_text(s, r->id, '\t');
@@ -273,39 +286,87 @@ static int put_row(struct store *s, const struct ev_row *r, const char *stream_i
 	return rc;
 }
 
-enum store_result store_write(struct store *s, struct ev_row *const *rows,
-                              const char *const *stream_ids, const int *probe, size_t n,
-                              long long *inserted, char *err, size_t errlen)
+int store_encode(struct store_copy *c, struct ev_row *const *rows, const char *const *stream_ids,
+                 const int *probe, size_t n)
 {
-	enum store_result res;
-	PGresult *r = NULL;
-	*inserted = 0;
-	if (store_connect(s, err, errlen))
-		return STORE_RETRY;
+	c->len = 0;
+	c->ndays = 0;
 	for (size_t i = 0; i < n; i++) {
 		long day = (long)(rows[i]->ts_ms >= 0 ? rows[i]->ts_ms / 86400000 : -1);
-		if (ensure_day(s, day, err, errlen))
-			return classify(s, NULL) == STORE_RETRY && !store_connected(s) ? STORE_RETRY : STORE_DATA;
-	}
-	s->len = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (put_row(s, rows[i], stream_ids[i], probe[i])) {
-			snprintf(err, errlen, "out of memory building COPY data");
-			return STORE_RETRY;
+		size_t k = c->ndays;
+		while (k > 0 && c->days[k - 1] != day)
+			k--;
+		if (k == 0) { /* a day not seen in this batch yet */
+			if (c->ndays == c->days_cap) {
+				size_t cap = c->days_cap ? 2 * c->days_cap : 8;
+				long *d = realloc(c->days, cap * sizeof *d);
+				if (!d)
+					return -1;
+				c->days = d;
+				c->days_cap = cap;
+			}
+			c->days[c->ndays++] = day;
 		}
+		if (put_row(c, rows[i], stream_ids[i], probe[i]))
+			return -1;
+	}
+	return 0;
+}
+
+/* Roll back a failed batch, or drop a connection in an unknown state. */
+static enum store_result failed(struct store *s, enum store_result res, char *err)
+{
+	err[strcspn(err, "\n")] = '\0';
+	s->in_flight = 0;
+	if (store_connected(s) && PQtransactionStatus(s->pg) != PQTRANS_ACTIVE) {
+		PGresult *rb = PQexec(s->pg, "ROLLBACK");
+		int ok = PQresultStatus(rb) == PGRES_COMMAND_OK;
+		PQclear(rb);
+		if (ok)
+			return res;
+	}
+	drop(s);
+	return STORE_RETRY;
+}
+
+enum store_result store_send(struct store *s, const struct store_copy *c, char *err, size_t errlen)
+{
+	enum store_result res;
+	if (s->in_flight) {
+		snprintf(err, errlen, "postgres: a batch is already in flight");
+		return STORE_RETRY;
+	}
+	if (store_connect(s, err, errlen))
+		return STORE_RETRY;
+	/* Each day of the batch needs its partition (known days cost nothing). */
+	for (size_t i = 0; i < c->ndays; i++) {
+		if (ensure_day(s, c->days[i], err, errlen))
+			return classify(s, NULL) == STORE_RETRY && !store_connected(s) ? STORE_RETRY : STORE_DATA;
 	}
 	/* One simple-query string, two round trips: the server runs BEGIN and
 	 * stops at COPY for the data; after the data it runs the move and the
 	 * COMMIT without waiting for us. An error skips the rest of the string
-	 * and leaves the transaction aborted (rolled back below). */
+	 * and leaves the transaction aborted (rolled back by failed()). */
 	res = exec_ok(s, "BEGIN; COPY stage (" COLS ", probe) FROM STDIN; " MOVE_SQL "; COMMIT",
 	              PGRES_COPY_IN, NULL, err, errlen);
 	if (res)
-		goto fail;
-	if (PQputCopyData(s->pg, s->buf, (int)s->len) != 1 || PQputCopyEnd(s->pg, NULL) != 1) {
+		return failed(s, res, err);
+	if (PQputCopyData(s->pg, c->buf, (int)c->len) != 1 || PQputCopyEnd(s->pg, NULL) != 1) {
 		snprintf(err, errlen, "postgres COPY: %s", PQerrorMessage(s->pg));
-		res = STORE_RETRY;
-		goto fail;
+		return failed(s, STORE_RETRY, err);
+	}
+	s->in_flight = 1;
+	return STORE_OK;
+}
+
+enum store_result store_collect(struct store *s, long long *inserted, char *err, size_t errlen)
+{
+	enum store_result res = STORE_OK;
+	PGresult *r;
+	*inserted = 0;
+	if (!s->in_flight) {
+		snprintf(err, errlen, "postgres: no batch in flight");
+		return STORE_RETRY;
 	}
 	/* Results in order: COPY, INSERT (its row count), COMMIT; the first
 	 * error ends the string. */
@@ -321,23 +382,28 @@ enum store_result store_write(struct store *s, struct ev_row *const *rows,
 		PQclear(r);
 		k++;
 	}
+	s->in_flight = 0;
 	if (res == STORE_OK && k != 3) {
 		snprintf(err, errlen, "postgres: expected 3 results from the batch, got %d: %s", k,
 		         PQerrorMessage(s->pg));
 		res = classify(s, NULL);
 	}
-	if (res)
-		goto fail;
-	return STORE_OK;
-fail:
-	err[strcspn(err, "\n")] = '\0';
-	if (store_connected(s)) {
-		PGresult *rb = PQexec(s->pg, "ROLLBACK");
-		PQclear(rb);
-	} else {
-		drop(s);
-		res = STORE_RETRY;
+	if (res) {
+		*inserted = 0;
+		return failed(s, res, err);
 	}
+	return STORE_OK;
+}
+
+enum store_result store_write(struct store *s, struct ev_row *const *rows,
+                              const char *const *stream_ids, const int *probe, size_t n,
+                              long long *inserted, char *err, size_t errlen)
+{
 	*inserted = 0;
-	return res;
+	if (store_encode(&s->copy, rows, stream_ids, probe, n)) {
+		snprintf(err, errlen, "out of memory building COPY data");
+		return STORE_RETRY;
+	}
+	enum store_result res = store_send(s, &s->copy, err, errlen);
+	return res ? res : store_collect(s, inserted, err, errlen);
 }

@@ -8,6 +8,10 @@ same machine in the same run (tests/bench/report.py shows the ratios):
   2. PostgreSQL COPY of rows like the bulk bench's straight into agent_events
      (its indexes and its session-summary trigger), 5,000 rows a transaction,
      fsync on (peer of sustained end-to-end).
+  3. Loopback-TCP fan-out with no streamer code (tests/bench/fanout_floor.c):
+     1,000 events/s of 200-byte frames to 1,000 sockets, coalesced per socket
+     when behind, read by a C epoll client; its event->client latency is the
+     floor of stream_bench.py's 1,000 unfiltered clients on this machine.
 """
 import json
 import os
@@ -62,6 +66,18 @@ def copy_rows(st):
     return ROWS / el
 
 
+def fanout_floor():
+    """p50 and p99 event->client ms of the bare fan-out, 1,000 clients, 10 s."""
+    build = os.environ.get("OBS_BUILD_DIR", os.environ.get("BUILD", "build"))
+    exe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", build, "bench", "fanout_floor")
+    out = subprocess.run([exe, "--clients", "1000", "--rate", "1000", "--seconds", "10"], capture_output=True,
+                         text=True, timeout=120)
+    m = re.search(r"lat ms p50 ([\d.]+) p95 [\d.]+ p99 ([\d.]+).*missing (\d+)", out.stdout)
+    if out.returncode != 0 or not m:
+        raise RuntimeError("fanout_floor failed (%d): %s %s" % (out.returncode, out.stdout, out.stderr))
+    return float(m.group(1)), float(m.group(2)), int(m.group(3))
+
+
 def main():
     os.environ["PG_FSYNC"] = "on"
     st = Stack("peerbench")
@@ -84,16 +100,22 @@ def main():
         cp = copy_rows(st)
     finally:
         st.close()
+    f50, f99, fmiss = fanout_floor()
     print("peers on this machine (same run):")
     print("  %-58s %10.0f entries/s" % ("Redis XADD, redis-benchmark, 32 conns, no pipelining", x1))
     print("  %-58s %10.0f entries/s" % ("Redis XADD, redis-benchmark, 4 conns, pipelined 1,000", xp))
     print("  %-58s %10.0f rows/s" % ("PostgreSQL COPY into agent_events, 5,000/txn, fsync on", cp))
+    print("  %-58s p50 %.2f ms, p99 %.2f ms (missing %d)" % ("bare loopback fan-out, 1,000 clients, 1,000 events/s",
+                                                          f50, f99, fmiss))
     record("peer", "redis_xadd_single", "Redis XADD, 32 conns, no pipelining (redis-benchmark)", round(x1),
            "entries/s", note="entry of %d bytes, exactly as the collector writes it" % size)
     record("peer", "redis_xadd_pipelined", "Redis XADD, 4 conns, pipelined 1,000 deep (redis-benchmark)",
            round(xp), "entries/s")
     record("peer", "pg_copy", "PostgreSQL COPY into agent_events, 5,000 rows/transaction, fsync on",
            round(cp), "rows/s", note="%d rows; same indexes and session-summary trigger" % ROWS)
+    for q, v in (("p50", f50), ("p99", f99)):
+        record("peer", "fanout_floor_" + q, "bare loopback-TCP fan-out %s, 1,000 clients, 1,000 events/s "
+               "(fanout_floor.c, no streamer code)" % q, v, "ms", note="missing %d" % fmiss)
 
 
 if __name__ == "__main__":

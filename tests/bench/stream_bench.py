@@ -123,6 +123,7 @@ def scenario(st, nfilt, nall):
         record("stream", key + "_" + q, "event -> client lag %s, %s, 1,000 events/s" % (q, short),
                round(lag[q], 2), "ms", target=10 if q == "p99" and n >= 1000 else None,
                better="lower" if q == "p99" and n >= 1000 else None,
+               peer="fanout_floor_" + q if n >= 1000 and not nfilt else None,
                note="missing %d, closed %d, dropped %d" % (r["missing"], r["closed"], dropped))
     record("stream", key + "_rss", "streamer RSS peak, " + short, round(max(peak[0], mem["VmHWM"]) / 1024, 1), "MB",
            target=64, better="lower")
