@@ -85,7 +85,7 @@ static atomic_int redis_ok, pg_ok;
 static struct {
 	struct met_registry *reg;
 	struct met_series *stored, *duplicates, *batch, *emit_lat, *recv_lat, *db_errors,
-		*redis_errors, *pending, *lag, *trimmed, *missing;
+		*redis_errors, *pending, *lag, *trimmed, *missing, *overlapped;
 	struct met_family *dead, *by_type, *tool_lat;
 } m;
 
@@ -132,6 +132,9 @@ static void setup_metrics(void)
 	                                   "Acknowledged entries trimmed from the stream", NULL));
 	m.missing = met_series(met_counter(g, "agent_obs_processor_entries_missing_total",
 	                                   "Pending entries already deleted from the stream", NULL));
+	m.overlapped = met_series(met_counter(g, "agent_obs_processor_batches_overlapped_total",
+	                                      "Batches read and sent while the one before was being stored "
+	                                      "(there was a backlog)", NULL));
 	m.dead = met_counter(g, "agent_obs_processor_dead_lettered_total",
 	                     "Entries moved to the dead-letter stream, by reason", "reason");
 	m.by_type = met_counter(g, "agent_obs_events_total",
@@ -478,8 +481,9 @@ static void trim_and_measure(void)
 
 /* ---------- the consume loop ---------- */
 
-/* The loop keeps one batch in flight: while PostgreSQL stores it, the next
- * one is read, parsed and encoded, and the one before is acknowledged. */
+/* With a backlog the loop keeps one batch in flight: while PostgreSQL stores
+ * it, the next one is read, parsed and encoded, and the one before is
+ * acknowledged. Without one, each batch is landed before the next read. */
 static struct batch batches[2];
 static struct batch *fly; /* sent to PostgreSQL, not collected; or NULL */
 
@@ -532,6 +536,8 @@ static int pipeline(struct batch *cur)
 	}
 	int sent = cur->nrows && store_send(db, &cur->copy, err, sizeof err) == STORE_OK;
 	if (fly) { /* PostgreSQL is busy with cur meanwhile */
+		if (sent)
+			met_inc(m.overlapped, 1);
 		if (rc)
 			batch_ack(fly);
 		batch_clear(fly);
@@ -552,7 +558,7 @@ static void consume(void)
 {
 	struct rs_batch b = {0};
 	char err[256];
-	int pending_phase = 1;
+	int pending_phase = 1, backlog = 0;
 	int64_t next_claim = 0, next_trim = 0, next_lease = 0, next_parts = 0;
 
 	while (!sig_stop) {
@@ -616,11 +622,17 @@ static void consume(void)
 				redis_failed("redis connection lost", rc->errstr);
 			continue;
 		}
+		/* Pipelining pays only with a backlog (the last read was a full
+		 * batch). Without one, land the batch in flight before reading, so
+		 * that the next batch grows meanwhile: fewer, larger transactions
+		 * leave more CPU to the rest of the pipeline. */
+		long want = batch_count(entry_avg);
+		if (fly && !backlog && land_and_ack())
+			break;
 		/* Bound a batch by bytes as well as by count: ask for as many
 		 * entries as fit in batch_max_bytes at the size seen so far. With
 		 * a batch in flight, do not wait for new entries: land it first. */
 		struct batch *cur = fly == &batches[0] ? &batches[1] : &batches[0];
-		long want = batch_count(entry_avg);
 		int got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, fly ? -1 : 1000, &cur->b,
 		                       err, sizeof err);
 		int64_t deadline = ev_mono_ms() + cf.batch_wait_ms;
@@ -658,6 +670,7 @@ static void consume(void)
 				break;
 			continue;
 		}
+		backlog = (long)cur->b.n >= want;
 		size_t bytes = 0;
 		for (size_t i = 0; i < cur->b.n; i++)
 			bytes += cur->b.v[i].len;

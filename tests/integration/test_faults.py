@@ -221,6 +221,38 @@ def test_partition_dropped_behind_the_processors_back_is_recreated(st):
     assert "old-day-2" not in st.redis_raw("XRANGE", "agent_events:dead", "-", "+")
 
 
+def test_backlog_drain_with_a_batch_in_flight_stops_cleanly_and_survives_kill9(st):
+    # With a backlog the processor keeps one batch in PostgreSQL while it reads
+    # the next. SIGTERM mid-drain must land and acknowledge the batch in flight
+    # (nothing left pending, no row appearing after the exit); kill -9 mid-drain
+    # must lose and double nothing.
+    st.kill("processor", signal.SIGTERM)
+    load = Loader(st, "inflight", 40000, per=1000)
+    load.run()
+    assert load.error is None and len(load.acked) == 40000
+
+    def count():
+        return int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='inflight'"))
+    env = dict(OBS_PROCESSOR_BATCH_MAX=400, OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    st.start("processor", **env)
+    wait_for(lambda: count() >= 4000, 30, interval=0.05, what="drain under way")
+    overlapped = st.metrics(st.processor_port)["agent_obs_processor_batches_overlapped_total"]
+    assert st.kill("processor", signal.SIGTERM) == 0
+    stopped_at = count()
+    assert overlapped > 0, "no batch was pipelined"
+    assert stopped_at < 40000, "stopped after the drain finished"
+    assert st.redis_raw("XPENDING", "agent_events", "processor").splitlines()[0] == "0"
+    time.sleep(0.5)
+    assert count() == stopped_at
+
+    st.start("processor", **env)
+    wait_for(lambda: count() >= stopped_at + 4000, 30, interval=0.05, what="drain under way again")
+    st.kill("processor", signal.SIGKILL)
+    assert count() < 40000, "killed after the drain finished"
+    st.start("processor", OBS_PROCESSOR_CLAIM_IDLE_MS=2000, OBS_PROCESSOR_CLAIM_INTERVAL_MS=500)
+    assert_exactly_once(st, "inflight", load.acked)
+
+
 def test_batches_are_bounded_by_bytes(st):
     # Events of ~20 KB with a 64 KiB batch bound: once the processor has seen
     # their size it asks for 3 entries at a time, and still stores them all.
