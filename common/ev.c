@@ -282,13 +282,9 @@ static void random_bytes(unsigned char *out, size_t n)
 	}
 }
 
-void ev_uuid_v4(char out[37])
+static void uuid_format(const unsigned char b[16], char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char b[16];
-	random_bytes(b, sizeof b);
-	b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
 	char *o = out;
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -297,6 +293,18 @@ void ev_uuid_v4(char out[37])
 		*o++ = hex[b[i] & 15];
 	}
 	*o = '\0';
+}
+
+void ev_uuid_v7(char out[37])
+{
+	unsigned char b[16];
+	uint64_t ms = (uint64_t)ev_now_ms();
+	random_bytes(b + 6, sizeof b - 6);
+	for (int i = 5; i >= 0; i--, ms >>= 8)
+		b[i] = (unsigned char)(ms & 0xFF);
+	b[6] = (unsigned char)((b[6] & 0x0F) | 0x70);
+	b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
+	uuid_format(b, out);
 }
 
 int ev_uuid_valid(const char *s)
@@ -521,7 +529,7 @@ int ev_normalise(cJSON *obj, int64_t now_ms, const struct ev_limits *lim,
 	cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
 	char idbuf[37];
 	if (!id || cJSON_IsNull(id)) {
-		ev_uuid_v4(idbuf);
+		ev_uuid_v7(idbuf);
 	} else if (!cJSON_IsString(id) || !ev_uuid_valid(id->valuestring)) {
 		cJSON_Delete(payload);
 		return fail(err, 400, "id", "must be a UUID string (8-4-4-4-12 hex digits)");

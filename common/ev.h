@@ -28,7 +28,7 @@ struct ev_error {
 };
 
 /* Validate `obj` and normalise it in place into the canonical form (see
- * README "Event contract"): id (generated UUIDv4 when absent), event_type,
+ * README "Event contract"): id (generated UUIDv7 when absent), event_type,
  * timestamp and received_at (ISO-8601 UTC, milliseconds), optional string
  * fields, status (derived when absent), latency_ms, tokens, cost_usd,
  * payload (always an object; unknown top-level fields move into it).
@@ -62,7 +62,10 @@ void ev_format_iso8601(int64_t ms, char out[32]);
 int64_t ev_now_ms(void);  /* wall clock, ms since the epoch */
 int64_t ev_mono_ms(void); /* monotonic clock, ms: for intervals and deadlines */
 
-void ev_uuid_v4(char out[37]);
+/* RFC 9562 version 7: the first 48 bits are the Unix time in ms, the rest
+ * random, so ids made one after another sort by time (and land near each
+ * other in a B-tree index). */
+void ev_uuid_v7(char out[37]);
 int ev_uuid_valid(const char *s); /* 1 for 8-4-4-4-12 hex */
 
 /* Typed view of a normalised event, as stored in PostgreSQL. Pointers point

@@ -85,7 +85,7 @@ cJSON *hook_map(cJSON *in, const char *name_hint, const struct hook_opts *o)
 	if (!valid_type(name))
 		name = valid_type(name_hint) ? name_hint : "Unknown";
 
-	ev_uuid_v4(id);
+	ev_uuid_v7(id);
 	ev_format_iso8601(o->now_ms, ts);
 	cJSON_AddStringToObject(ev, "id", id);
 	cJSON_AddStringToObject(ev, "event_type", name);

@@ -39,7 +39,7 @@ struct hook_opts {
  *   payload <- every other field (cwd, tool_input, tool_response,
  *   tool_use_id, prompt, message, permission_mode, stop reasons, ...).
  * Always returns an event (NULL only when out of memory); a non-object
- * input gives a payload.error. id (UUIDv4) and timestamp are set, so a
+ * input gives a payload.error. id (UUIDv7) and timestamp are set, so a
  * re-sent event stays the same event. */
 cJSON *hook_map(cJSON *in, const char *name_hint, const struct hook_opts *o);
 

@@ -188,7 +188,7 @@ static cJSON *record_event(const cJSON *rec, const cJSON *res_attrs, const char 
 		uuid_of(fp, id);
 		free(fp);
 	} else {
-		ev_uuid_v4(id);
+		ev_uuid_v7(id);
 	}
 	cJSON_free(fp_attrs);
 

@@ -356,7 +356,7 @@ static int run_emit(const struct hook_conf *c, int argc, char **argv)
 		}
 	}
 	char id[37], ts[32];
-	ev_uuid_v4(id);
+	ev_uuid_v7(id);
 	ev_format_iso8601(ev_now_ms(), ts);
 	cJSON_AddStringToObject(in, "id", id);
 	cJSON_AddStringToObject(in, "event_type", type);

@@ -48,7 +48,15 @@ def accepted(st):
 
 
 def drain(st, timeout=300):
+    # wrk stops with requests in flight; the collector still stores (and
+    # counts) those: wait until the count settles before taking it.
     want = accepted(st)
+    while True:
+        time.sleep(0.3)
+        now = accepted(st)
+        if now == want:
+            break
+        want = now
     wait_for(lambda: rows(st) >= want, timeout, interval=0.2, what="drain to PostgreSQL")
     return want
 

@@ -241,12 +241,27 @@ static void test_uuid(void **state)
 {
 	(void)state;
 	char a[37], b[37];
-	ev_uuid_v4(a);
-	ev_uuid_v4(b);
+	int64_t before = ev_now_ms();
+	ev_uuid_v7(a);
+	ev_uuid_v7(b);
+	int64_t after = ev_now_ms();
 	assert_true(ev_uuid_valid(a));
 	assert_string_not_equal(a, b);
-	assert_int_equal(a[14], '4');
+	assert_int_equal(a[14], '7');
 	assert_true(strchr("89ab", a[19]) != NULL);
+	/* the first 48 bits are the time in ms: 8 + 4 hex digits */
+	char hex[13];
+	memcpy(hex, a, 8);
+	memcpy(hex + 8, a + 9, 4);
+	hex[12] = '\0';
+	int64_t ms = (int64_t)strtoll(hex, NULL, 16);
+	assert_true(ms >= before && ms <= after);
+	/* ids made in later milliseconds sort after earlier ones */
+	char c[37];
+	while (ev_now_ms() == after)
+		;
+	ev_uuid_v7(c);
+	assert_true(strcmp(a, c) < 0 && strcmp(b, c) < 0);
 	assert_false(ev_uuid_valid("0000-0000"));
 	assert_false(ev_uuid_valid("zzzzzzzz-0000-0000-0000-000000000000"));
 }
