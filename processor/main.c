@@ -1,7 +1,8 @@
 /* main.c -- the processor daemon: consumer group "processor" on the event
  * stream -> batched, idempotent writes to PostgreSQL -> XACK only after
  * COMMIT. Reads top to bottom: config, connect, re-read own pending entries,
- * consume loop (with periodic claim / trim / partition upkeep), drain, exit.
+ * consume loop (batches pipelined over several PostgreSQL connections while a
+ * backlog lasts; periodic claim / trim / partition upkeep), drain, exit.
  * Single-threaded except for the admin HTTP server (metrics, health). */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include "rs.h"
 #include "sig.h"
 #include "ev.h"
+
+#define DEPTH_MAX 4 /* most batches in flight (processor.pipeline_depth) */
 
 #define T struct processor_conf
 static const struct cfg_setting settings[] = {
@@ -43,6 +46,9 @@ static const struct cfg_setting settings[] = {
 	{"processor.batch_max_bytes", CFG_INT, "33554432",
 	 "Bound on a batch's size (entries asked for adapt to the size seen)",
 	 offsetof(T, batch_max_bytes), 65536, 4294967296.0},
+	{"processor.pipeline_depth", CFG_INT, "2",
+	 "Batches PostgreSQL may store at once while a backlog lasts (each on its own connection)",
+	 offsetof(T, pipeline_depth), 1, DEPTH_MAX},
 	{"processor.batch_wait_ms", CFG_INT, "0",
 	 "How long a small batch waits for more events (0: none; batches grow while a write is in flight)",
 	 offsetof(T, batch_wait_ms), 0, 10000},
@@ -206,14 +212,14 @@ static void stored(struct ev_row **rows, size_t n, long long inserted, int *done
 
 /* Store rows[0..n) or dead-letter the ones PostgreSQL refuses; marks done[]
  * for each entry that may be acknowledged. -1 when stopping mid-retry. */
-static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **ents,
+static int store_rows(struct store *st, struct ev_row **rows, const char **ids, struct rs_entry **ents,
                       const int *probe, size_t n, int *done)
 {
 	char err[512];
 	long backoff = 100;
 	long long inserted;
 	for (;;) {
-		enum store_result res = store_write(db, rows, ids, probe, n, &inserted, err, sizeof err);
+		enum store_result res = store_write(st, rows, ids, probe, n, &inserted, err, sizeof err);
 		if (res == STORE_OK) {
 			stored(rows, n, inserted, done);
 			return 0;
@@ -226,9 +232,9 @@ static int store_rows(struct ev_row **rows, const char **ids, struct rs_entry **
 				return 0;
 			}
 			size_t h = n / 2;
-			if (store_rows(rows, ids, ents, probe, h, done))
+			if (store_rows(st, rows, ids, ents, probe, h, done))
 				return -1;
-			return store_rows(rows + h, ids + h, ents + h, probe + h, n - h, done + h);
+			return store_rows(st, rows + h, ids + h, ents + h, probe + h, n - h, done + h);
 		}
 		atomic_store(&pg_ok, 0);
 		log_kv(LOG_WARN, "postgres write failed, will retry (nothing acknowledged)", "error", err, NULL);
@@ -356,11 +362,11 @@ out:
 	return rc;
 }
 
-/* Store the batch's rows now (retrying, dead-lettering refused rows).
- * -1 when stopping mid-retry. */
-static int batch_store(struct batch *t)
+/* Store the batch's rows now through st, which has nothing in flight
+ * (retrying, dead-lettering refused rows). -1 when stopping mid-retry. */
+static int batch_store(struct batch *t, struct store *st)
 {
-	return t->nrows ? store_rows(t->rows, t->ids, t->ents, t->probe, t->nrows, t->done) : 0;
+	return t->nrows ? store_rows(st, t->rows, t->ids, t->ents, t->probe, t->nrows, t->done) : 0;
 }
 
 /* Acknowledge what may be: entries only acked, and rows marked done. -1 on
@@ -385,7 +391,7 @@ static int process(struct rs_batch *b)
 	struct batch t = {.b = *b};
 	*b = (struct rs_batch){0};
 	int rcode = -1;
-	if (batch_prepare(&t, 0) == 0 && batch_store(&t) == 0 && batch_ack(&t) == 0)
+	if (batch_prepare(&t, 0) == 0 && batch_store(&t, db) == 0 && batch_ack(&t) == 0)
 		rcode = 0;
 	*b = t.b; /* hand the entries' storage back to the caller */
 	t.b = (struct rs_batch){0};
@@ -481,22 +487,29 @@ static void trim_and_measure(void)
 
 /* ---------- the consume loop ---------- */
 
-/* With a backlog the loop keeps one batch in flight: while PostgreSQL stores
- * it, the next one is read, parsed and encoded, and the one before is
- * acknowledged. Without one, each batch is landed before the next read. */
-static struct batch batches[2];
-static struct batch *fly; /* sent to PostgreSQL, not collected; or NULL */
+/* With a backlog the loop keeps up to processor.pipeline_depth batches in
+ * flight, each on its own PostgreSQL connection: while PostgreSQL stores
+ * them, the next one is read, parsed and encoded, and the oldest is landed
+ * and acknowledged. Without a backlog each batch is landed before the next
+ * read. flights[0] is the oldest; stores[0] is db. */
+static struct batch batches[DEPTH_MAX + 1];
+static struct store *stores[DEPTH_MAX];
+static struct flight {
+	struct batch *b;
+	struct store *s;
+} flights[DEPTH_MAX];
+static int nflights;
 
-/* Finish the batch in flight: collect its outcome (a failure is retried
- * synchronously, which also dead-letters refused rows). -1 when stopping
- * mid-retry (nothing acknowledged). Acknowledging is the caller's. */
-static int land(void)
+/* Finish the oldest batch in flight: collect its outcome (a failure is
+ * retried synchronously, which also dead-letters refused rows). -1 when
+ * stopping mid-retry (nothing acknowledged). Acknowledging is the caller's. */
+static int land(struct flight *f)
 {
 	char err[512];
 	long long inserted;
-	enum store_result res = store_collect(db, &inserted, err, sizeof err);
+	enum store_result res = store_collect(f->s, &inserted, err, sizeof err);
 	if (res == STORE_OK) {
-		stored(fly->rows, fly->nrows, inserted, fly->done);
+		stored(f->b->rows, f->b->nrows, inserted, f->b->done);
 		return 0;
 	}
 	met_inc(m.db_errors, 1);
@@ -504,50 +517,92 @@ static int land(void)
 		atomic_store(&pg_ok, 0);
 		log_kv(LOG_WARN, "postgres write failed, will retry (nothing acknowledged)", "error", err, NULL);
 	}
-	return batch_store(fly);
+	return batch_store(f->b, f->s);
 }
 
-/* Land and acknowledge the batch in flight, if any. */
-static int land_and_ack(void)
+/* Drop flights[0] (landed, or given up when stopping). */
+static void pop_flight(void)
 {
-	if (!fly)
-		return 0;
-	int r = land();
-	if (r == 0 && rc)
-		batch_ack(fly);
-	batch_clear(fly);
-	fly = NULL;
-	return r;
+	batch_clear(flights[0].b);
+	memmove(flights, flights + 1, (size_t)(nflights - 1) * sizeof *flights);
+	nflights--;
 }
 
-/* A new batch in cur (entries read): store it, pipelined with the one in
+/* Land and acknowledge every batch in flight, oldest first. -1 when
+ * stopping interrupted a retry (the rest stay unacknowledged). */
+static int land_all(void)
+{
+	while (nflights) {
+		int r = land(&flights[0]);
+		if (r == 0 && rc)
+			batch_ack(flights[0].b);
+		if (r) {
+			while (nflights)
+				pop_flight();
+			return -1;
+		}
+		pop_flight();
+	}
+	return 0;
+}
+
+/* A batch struct and a store that no flight holds. */
+static struct batch *free_batch(void)
+{
+	for (int i = 0;; i++) {
+		int used = 0;
+		for (int k = 0; k < nflights; k++)
+			used |= flights[k].b == &batches[i];
+		if (!used)
+			return &batches[i];
+	}
+}
+
+static struct store *free_store(void)
+{
+	for (int i = 0;; i++) {
+		int used = 0;
+		for (int k = 0; k < nflights; k++)
+			used |= flights[k].s == stores[i];
+		if (!used)
+			return stores[i];
+	}
+}
+
+/* A new batch in cur (entries read): store it, pipelined with those in
  * flight. -1 when stopping mid-retry. */
 static int pipeline(struct batch *cur)
 {
 	char err[512];
 	if (batch_prepare(cur, 1)) {
 		batch_clear(cur); /* nothing acknowledged: read again after a restart */
-		return land_and_ack();
+		return land_all();
 	}
-	if (fly && land()) {
-		batch_clear(fly);
-		fly = NULL;
-		return -1;
+	struct batch *landed = NULL;
+	if (nflights == (int)cf.pipeline_depth) { /* full: land the oldest, ack it after sending */
+		if (land(&flights[0])) { /* stopping: the rest are redelivered after a restart */
+			while (nflights)
+				pop_flight();
+			return -1;
+		}
+		landed = flights[0].b;
+		memmove(flights, flights + 1, (size_t)(nflights - 1) * sizeof *flights);
+		nflights--;
 	}
-	int sent = cur->nrows && store_send(db, &cur->copy, err, sizeof err) == STORE_OK;
-	if (fly) { /* PostgreSQL is busy with cur meanwhile */
-		if (sent)
-			met_inc(m.overlapped, 1);
+	struct store *st = free_store();
+	int sent = cur->nrows && store_send(st, &cur->copy, err, sizeof err) == STORE_OK;
+	if (sent && nflights)
+		met_inc(m.overlapped, 1);
+	if (landed) { /* PostgreSQL is busy with cur meanwhile */
 		if (rc)
-			batch_ack(fly);
-		batch_clear(fly);
-		fly = NULL;
+			batch_ack(landed);
+		batch_clear(landed);
 	}
 	if (sent) {
-		fly = cur;
+		flights[nflights++] = (struct flight){cur, st};
 		return 0;
 	}
-	int r = batch_store(cur); /* not sent (PostgreSQL down?): the retrying path */
+	int r = batch_store(cur, st); /* not sent (PostgreSQL down?): the retrying path */
 	if (r == 0 && rc)
 		batch_ack(cur);
 	batch_clear(cur);
@@ -563,7 +618,7 @@ static void consume(void)
 
 	while (!sig_stop) {
 		if (!rc) {
-			if (land_and_ack() || redis_connect())
+			if (land_all() || redis_connect())
 				break;
 			if (lease_refresh(rc, cf.group, consumer))
 				log_kv(LOG_WARN, "consumer lease lost; continuing", "consumer", consumer, NULL);
@@ -575,7 +630,7 @@ static void consume(void)
 			next_lease = now + 10000;
 		}
 		if (now >= next_parts) {
-			if (land_and_ack())
+			if (land_all())
 				break;
 			if (store_connect(db, err, sizeof err) ||
 			    store_ensure_partitions(db, (int)cf.partition_days_ahead, err, sizeof err)) {
@@ -588,7 +643,7 @@ static void consume(void)
 			}
 		}
 		if (!pending_phase && now >= next_claim) {
-			if (land_and_ack())
+			if (land_all())
 				break;
 			claim();
 			next_claim = now + cf.claim_interval_ms;
@@ -623,17 +678,17 @@ static void consume(void)
 			continue;
 		}
 		/* Pipelining pays only with a backlog (the last read was a full
-		 * batch). Without one, land the batch in flight before reading, so
+		 * batch). Without one, land the batches in flight before reading, so
 		 * that the next batch grows meanwhile: fewer, larger transactions
 		 * leave more CPU to the rest of the pipeline. */
 		long want = batch_count(entry_avg);
-		if (fly && !backlog && land_and_ack())
+		if (nflights && !backlog && land_all())
 			break;
 		/* Bound a batch by bytes as well as by count: ask for as many
 		 * entries as fit in batch_max_bytes at the size seen so far. With
-		 * a batch in flight, do not wait for new entries: land it first. */
-		struct batch *cur = fly == &batches[0] ? &batches[1] : &batches[0];
-		int got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, fly ? -1 : 1000, &cur->b,
+		 * batches in flight, do not wait for new entries: land them first. */
+		struct batch *cur = free_batch();
+		int got = rs_readgroup(rc, cf.stream, cf.group, consumer, ">", want, nflights ? -1 : 1000, &cur->b,
 		                       err, sizeof err);
 		int64_t deadline = ev_mono_ms() + cf.batch_wait_ms;
 		while (got > 0 && (long)cur->b.n < want && cf.batch_wait_ms > 0) {
@@ -660,13 +715,13 @@ static void consume(void)
 			 * read again after the reconnect. */
 			if (cur->b.n == 0 || !rc) {
 				batch_clear(cur);
-				if (land_and_ack())
+				if (land_all())
 					break;
 				continue;
 			}
 		}
 		if (cur->b.n == 0) {
-			if (land_and_ack())
+			if (land_all())
 				break;
 			continue;
 		}
@@ -680,19 +735,12 @@ static void consume(void)
 		if (rc && rc->err)
 			redis_failed("redis connection lost", rc->errstr);
 	}
-	/* Drain: the batch in flight is stored and acknowledged unless stopping
-	 * interrupted a retry (then it is redelivered after a restart). */
-	if (fly) {
-		if (store_connected(db))
-			land_and_ack();
-		else {
-			batch_clear(fly);
-			fly = NULL;
-		}
-	}
+	/* Drain: the batches in flight are stored and acknowledged unless
+	 * stopping interrupts a retry (then they are redelivered after a restart). */
+	land_all();
 	rs_batch_free(&b);
-	batch_free(&batches[0]);
-	batch_free(&batches[1]);
+	for (int i = 0; i <= DEPTH_MAX; i++)
+		batch_free(&batches[i]);
 }
 
 int main(int argc, char **argv)
@@ -714,8 +762,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	pg_auth = (struct pg_auth){cf.pg_password, cf.pg_sslmode, cf.pg_sslrootcert};
-	db = store_new(cf.pg_conninfo, &pg_auth);
-	if (!m.reg || !db) {
+	db = stores[0] = store_new(cf.pg_conninfo, &pg_auth);
+	int stores_ok = db != NULL;
+	for (int i = 1; i < (int)cf.pipeline_depth && stores_ok; i++)
+		stores_ok = (stores[i] = store_new(cf.pg_conninfo, &pg_auth)) != NULL;
+	if (!m.reg || !stores_ok) {
 		log_error("start: out of memory");
 		goto out;
 	}
@@ -757,7 +808,8 @@ out:
 	auth_free(auth);
 	if (rc)
 		redisFree(rc);
-	store_free(db);
+	for (int i = 0; i < DEPTH_MAX; i++)
+		store_free(stores[i]); /* stores[0] is db */
 	history_free();
 	met_registry_free(m.reg);
 	cfg_free(settings, N_SETTINGS, &cf);

@@ -24,6 +24,7 @@ struct processor_conf {
 	long long batch_max;
 	long long batch_max_bytes;
 	long long batch_wait_ms;
+	long long pipeline_depth;
 	long long claim_idle_ms;
 	long long claim_interval_ms;
 	char *dead_stream;
