@@ -126,6 +126,7 @@ int main(int argc, char **argv)
 	                 "collector: HTTP ingest of agent events into Redis Streams", settings,
 	                 N_SETTINGS, &cf, "collector.", &cf.log_level, NULL, NULL, &code))
 		return code;
+	daemon_keep_heap();
 	reg = met_registry_new();
 	if (!reg)
 		goto out;

@@ -2,6 +2,7 @@
  * before any other; owns nothing after it returns (conf owns its strings). */
 #include "daemon.h"
 
+#include <malloc.h>
 #include <stdio.h>
 
 #include "http.h"
@@ -43,6 +44,12 @@ int daemon_setup(int argc, char **argv, const char *name, const char *summary,
 		return -1;
 	}
 	return 0;
+}
+
+void daemon_keep_heap(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
 int daemon_check_bind(const char *setting, const char *addr, int have_auth)

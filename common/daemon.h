@@ -21,6 +21,13 @@ int daemon_setup(int argc, char **argv, const char *name, const char *summary,
                  const char *own_prefix, char *const *log_level,
                  const char *const *extra, const char **config_path, int *exit_code);
 
+/* For daemons that move large short-lived buffers (request bodies, pipelined
+ * Redis commands, COPY data): glibc keeps blocks up to 32 MiB on its heap and
+ * keeps up to 64 MiB of free heap, instead of mapping and unmapping them (and
+ * faulting their pages in again) for every request. Call before any thread
+ * starts. The cost: after a burst, RSS stays up to that much higher. */
+void daemon_keep_heap(void);
+
 /* 0 when `addr` may be listened on: loopback always; anything else only when
  * `have_auth`. Logs the refusal naming `setting`. */
 int daemon_check_bind(const char *setting, const char *addr, int have_auth);

@@ -753,6 +753,7 @@ int main(int argc, char **argv)
 	if (daemon_setup(argc, argv, "processor", "processor: Redis stream consumer group -> PostgreSQL",
 	                 settings, N_SETTINGS, &cf, "processor.", &cf.log_level, NULL, NULL, &code))
 		return code;
+	daemon_keep_heap();
 	code = 1;
 	rconf = CFG_RS_CONF(cf);
 
