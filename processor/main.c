@@ -199,14 +199,30 @@ static void stored(struct ev_row **rows, size_t n, long long inserted, int *done
 	met_inc(m.stored, (double)inserted);
 	met_inc(m.duplicates, (double)((long long)n - inserted));
 	met_observe(m.batch, (double)n);
+	/* Rows in a batch mostly share their labels: look a series up again
+	 * only when they change (a lookup takes the family's lock). */
+	const char *type = NULL, *status = NULL, *tool = NULL;
+	struct met_series *by_type = NULL, *tool_lat = NULL;
 	for (size_t i = 0; i < n; i++) {
+		const struct ev_row *r = rows[i];
+		const char *st = r->status ? r->status : "";
 		done[i] = 1;
-		met_observe(m.emit_lat, (double)(now - rows[i]->ts_ms) / 1000.0);
-		met_observe(m.recv_lat, (double)(now - rows[i]->received_ms) / 1000.0);
-		met_inc(met_series(m.by_type, rows[i]->event_type, rows[i]->status ? rows[i]->status : ""), 1);
-		if (rows[i]->has_latency && rows[i]->tool)
-			met_observe(met_series(m.tool_lat, rows[i]->tool), rows[i]->latency_ms / 1000.0);
-		history_count(rows[i]);
+		met_observe(m.emit_lat, (double)(now - r->ts_ms) / 1000.0);
+		met_observe(m.recv_lat, (double)(now - r->received_ms) / 1000.0);
+		if (!type || strcmp(type, r->event_type) != 0 || strcmp(status, st) != 0) {
+			by_type = met_series(m.by_type, r->event_type, st);
+			type = r->event_type;
+			status = st;
+		}
+		met_inc(by_type, 1);
+		if (r->has_latency && r->tool) {
+			if (!tool || strcmp(tool, r->tool) != 0) {
+				tool_lat = met_series(m.tool_lat, r->tool);
+				tool = r->tool;
+			}
+			met_observe(tool_lat, r->latency_ms / 1000.0);
+		}
+		history_count(r);
 	}
 }
 
