@@ -184,6 +184,8 @@ static void redis_failed(const char *what, const char *err)
 
 static int dead_letter(const struct rs_entry *e, const char *reason, const char *detail)
 {
+	if (!rc) /* Redis lost meanwhile: the entry stays pending and is read again */
+		return -1;
 	if (rs_dead_letter(rc, cf.dead_stream, e, reason, detail))
 		return -1;
 	met_inc(met_series(m.dead, reason), 1);
@@ -648,6 +650,8 @@ static void consume(void)
 		if (now >= next_parts) {
 			if (land_all())
 				break;
+			if (!rc) /* the acknowledgement lost the connection */
+				continue;
 			if (store_connect(db, err, sizeof err) ||
 			    store_ensure_partitions(db, (int)cf.partition_days_ahead, err, sizeof err)) {
 				atomic_store(&pg_ok, 0);
@@ -661,6 +665,8 @@ static void consume(void)
 		if (!pending_phase && now >= next_claim) {
 			if (land_all())
 				break;
+			if (!rc)
+				continue;
 			claim();
 			next_claim = now + cf.claim_interval_ms;
 			if (!rc)
@@ -700,6 +706,8 @@ static void consume(void)
 		long want = batch_count(entry_avg);
 		if (nflights && !backlog && land_all())
 			break;
+		if (!rc)
+			continue;
 		/* Bound a batch by bytes as well as by count: ask for as many
 		 * entries as fit in batch_max_bytes at the size seen so far. With
 		 * batches in flight, do not wait for new entries: land them first. */

@@ -88,6 +88,29 @@ def test_redis_kill9_and_aof_restart_keeps_acknowledged_events(st):
     assert st.scalar("SELECT count(*) FROM agent_events WHERE session_id='redis-aof-refused'") == "0"
 
 
+def test_redis_lost_while_a_batch_is_in_flight_processor_reconnects(st):
+    # A light load keeps one batch in flight at a time. A table lock holds that
+    # batch in PostgreSQL while Redis goes away, so that its acknowledgement
+    # fails and drops the connection: the processor must reconnect (not read
+    # from the dropped connection), and store everything once.
+    load = Loader(st, "redis-flight", 400, per=10, pause=0.01)
+    load.start()
+    wait_for(lambda: int(st.scalar("SELECT count(*) FROM agent_events WHERE session_id='redis-flight'")) > 50,
+             30, what="load under way")
+    lock = subprocess.Popen(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(st.pg_port), "-U", "agent_obs",
+                             "-d", "agent_obs", "-c", "BEGIN; LOCK TABLE agent_events IN ACCESS EXCLUSIVE MODE; "
+                             "SELECT pg_sleep(1.5); COMMIT;"], stdout=subprocess.DEVNULL, env=st.env())
+    time.sleep(0.5)
+    st.stop_redis()  # graceful: AOF flushed, nothing acknowledged is lost
+    assert lock.wait(10) == 0
+    time.sleep(1)
+    st.start_redis()
+    load.join(120)
+    assert load.error is None, load.error
+    assert st.procs["processor"].poll() is None, "processor died:\n" + st.log("processor")[-3000:]
+    assert_exactly_once(st, "redis-flight", load.acked)
+
+
 def test_redis_stall_answers_503_after_the_timeout_and_abandoned_requests_harm_nothing(st):
     """Redis stops answering (SIGSTOP): requests waiting on it get 503 once
     redis.timeout_ms passes; clients that gave up meanwhile harm nothing; once
