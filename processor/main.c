@@ -538,12 +538,19 @@ static int land(struct flight *f)
 	return batch_store(f->b, f->s);
 }
 
+/* Take flights[0] off the list; its batch is the caller's to clear. */
+static struct batch *shift_flight(void)
+{
+	struct batch *b = flights[0].b;
+	memmove(flights, flights + 1, (size_t)(nflights - 1) * sizeof *flights);
+	nflights--;
+	return b;
+}
+
 /* Drop flights[0] (landed, or given up when stopping). */
 static void pop_flight(void)
 {
-	batch_clear(flights[0].b);
-	memmove(flights, flights + 1, (size_t)(nflights - 1) * sizeof *flights);
-	nflights--;
+	batch_clear(shift_flight());
 }
 
 /* Land and acknowledge every batch in flight, oldest first. -1 when
@@ -603,9 +610,7 @@ static int pipeline(struct batch *cur)
 				pop_flight();
 			return -1;
 		}
-		landed = flights[0].b;
-		memmove(flights, flights + 1, (size_t)(nflights - 1) * sizeof *flights);
-		nflights--;
+		landed = shift_flight();
 	}
 	struct store *st = free_store();
 	int sent = cur->nrows && store_send(st, &cur->copy, err, sizeof err) == STORE_OK;
