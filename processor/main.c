@@ -553,19 +553,24 @@ static void pop_flight(void)
 	batch_clear(shift_flight());
 }
 
+/* Stopping interrupted a retry: give up every flight, unacknowledged (the
+ * entries are redelivered after a restart). Returns -1 for the caller. */
+static int abandon_all(void)
+{
+	while (nflights)
+		pop_flight();
+	return -1;
+}
+
 /* Land and acknowledge every batch in flight, oldest first. -1 when
  * stopping interrupted a retry (the rest stay unacknowledged). */
 static int land_all(void)
 {
 	while (nflights) {
-		int r = land(&flights[0]);
-		if (r == 0 && rc)
+		if (land(&flights[0]))
+			return abandon_all();
+		if (rc)
 			batch_ack(flights[0].b);
-		if (r) {
-			while (nflights)
-				pop_flight();
-			return -1;
-		}
 		pop_flight();
 	}
 	return 0;
@@ -605,16 +610,13 @@ static int pipeline(struct batch *cur)
 	}
 	struct batch *landed = NULL;
 	if (nflights == (int)cf.pipeline_depth) { /* full: land the oldest, ack it after sending */
-		if (land(&flights[0])) { /* stopping: the rest are redelivered after a restart */
-			while (nflights)
-				pop_flight();
-			return -1;
-		}
+		if (land(&flights[0]))
+			return abandon_all();
 		landed = shift_flight();
 	}
 	struct store *st = free_store();
 	int sent = cur->nrows && store_send(st, &cur->copy, err, sizeof err) == STORE_OK;
-	if (sent && nflights)
+	if (sent && (nflights || landed))
 		met_inc(m.overlapped, 1);
 	if (landed) { /* PostgreSQL is busy with cur meanwhile */
 		if (rc)
