@@ -402,18 +402,14 @@ static int batch_ack(struct batch *t)
 	return 0;
 }
 
-/* Parse, store and acknowledge the entries in b (moved into a batch, b left
- * empty). -1 on Redis failure or stop. */
-static int process(struct rs_batch *b)
+/* Parse, store and acknowledge the entries read into t->b, then clear t.
+ * -1 on Redis failure or stop. Not pipelined: db has nothing in flight. */
+static int process(struct batch *t)
 {
-	struct batch t = {.b = *b};
-	*b = (struct rs_batch){0};
 	int rcode = -1;
-	if (batch_prepare(&t, 0) == 0 && batch_store(&t, db) == 0 && batch_ack(&t) == 0)
+	if (batch_prepare(t, 0) == 0 && batch_store(t, db) == 0 && batch_ack(t) == 0)
 		rcode = 0;
-	*b = t.b; /* hand the entries' storage back to the caller */
-	t.b = (struct rs_batch){0};
-	batch_free(&t);
+	batch_clear(t);
 	return rcode;
 }
 
@@ -432,27 +428,27 @@ static long batch_count(double avg_bytes)
 static void claim(void)
 {
 	char next[48] = "0-0", err[256];
-	struct rs_batch b = {0};
+	struct batch t = {0};
 	for (int rounds = 0; rounds < 100 && !sig_stop; rounds++) {
 		char start[48];
 		snprintf(start, sizeof start, "%s", next);
-		rs_batch_clear(&b);
+		batch_clear(&t);
 		if (rs_autoclaim(rc, cf.stream, cf.group, consumer, cf.claim_idle_ms, start,
-		                 batch_count(entry_avg), next, &b, err, sizeof err) < 0) {
+		                 batch_count(entry_avg), next, &t.b, err, sizeof err) < 0) {
 			redis_failed("XAUTOCLAIM failed", err);
 			break;
 		}
-		if (b.n) {
+		if (t.b.n) {
 			char cnt[24];
-			snprintf(cnt, sizeof cnt, "%zu", b.n);
+			snprintf(cnt, sizeof cnt, "%zu", t.b.n);
 			log_kv(LOG_INFO, "claimed entries idle on another consumer", "count", cnt, NULL);
-			if (process(&b))
+			if (process(&t))
 				break;
 		}
 		if (strcmp(next, "0-0") == 0)
 			break;
 	}
-	rs_batch_free(&b);
+	batch_free(&t);
 }
 
 static void trim_and_measure(void)
@@ -636,7 +632,7 @@ static int pipeline(struct batch *cur)
 
 static void consume(void)
 {
-	struct rs_batch b = {0};
+	struct batch pend = {0}; /* the pending phase's batch */
 	char err[256];
 	int pending_phase = 1, backlog = 0;
 	int64_t next_claim = 0, next_trim = 0, next_lease = 0, next_parts = 0;
@@ -691,14 +687,14 @@ static void consume(void)
 		if (pending_phase) {
 			/* Our own entries delivered before a crash: read them all first,
 			 * one batch at a time. */
-			rs_batch_clear(&b);
+			batch_clear(&pend);
 			int got = rs_readgroup(rc, cf.stream, cf.group, consumer, "0", batch_count(entry_avg), -1,
-			                       &b, err, sizeof err);
+			                       &pend.b, err, sizeof err);
 			if (got == 0) {
 				pending_phase = 0;
 				continue;
 			}
-			if (got > 0 && process(&b) == 0)
+			if (got > 0 && process(&pend) == 0)
 				continue;
 			if (got < 0)
 				redis_failed("XREADGROUP failed", err);
@@ -769,7 +765,7 @@ static void consume(void)
 	/* Drain: the batches in flight are stored and acknowledged unless
 	 * stopping interrupts a retry (then they are redelivered after a restart). */
 	land_all();
-	rs_batch_free(&b);
+	batch_free(&pend);
 	for (int i = 0; i <= DEPTH_MAX; i++)
 		batch_free(&batches[i]);
 }
